@@ -1,0 +1,3 @@
+from emoguide.cli import app
+
+app()

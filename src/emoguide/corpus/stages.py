@@ -1,0 +1,139 @@
+"""`stages.json` bookkeeping and resume.
+
+Each stage of a session records a *fingerprint*: a hash of its own settings, the fingerprints of
+the stages it reads from, and the content digests of the external files it reads. A stage is
+current when its recorded fingerprint equals the one computed now, it finished without error, and
+its outputs exist. Hashing upstream fingerprints (not the bytes of shared artifacts such as
+`utterances.parquet`, which later stages add columns to) keeps a later stage's write from making an
+earlier stage look stale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from emoguide.config import settings_hash
+from emoguide.corpus.atomic import read_json, write_json
+
+BASE_PACKAGES = ("emoguide", "pandas", "pyarrow", "numpy")
+
+
+def package_versions(names: tuple[str, ...] | list[str] = BASE_PACKAGES) -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+class StageLog:
+    """The per-session `stages.json` file."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def load(self) -> dict[str, dict[str, Any]]:
+        return read_json(self.path, default={}) or {}
+
+    def get(self, stage: str) -> dict[str, Any] | None:
+        return self.load().get(stage)
+
+    def fingerprint(self, stage: str) -> str | None:
+        rec = self.get(stage)
+        if rec and rec.get("status") == "done":
+            return rec.get("fingerprint")
+        return None
+
+    def put(self, stage: str, record: dict[str, Any]) -> None:
+        data = self.load()
+        data[stage] = record
+        write_json(self.path, data)
+
+    def drop(self, stage: str) -> None:
+        data = self.load()
+        if stage in data:
+            del data[stage]
+            write_json(self.path, data)
+
+
+@dataclass
+class StageRun:
+    """One attempt at one stage of one session. Use `current` to decide, then `with run:`."""
+
+    log: StageLog
+    name: str
+    settings: Any
+    upstream: dict[str, str | None]
+    inputs: dict[str, str]
+    outputs: list[Path]
+    warnings: list[str] = field(default_factory=list)
+    backends: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=package_versions)
+    _t0: float = 0.0
+
+    @property
+    def fingerprint(self) -> str:
+        return settings_hash(
+            {
+                "stage": self.name,
+                "settings": settings_hash(self.settings),
+                "upstream": self.upstream,
+                "inputs": self.inputs,
+            }
+        )
+
+    @property
+    def current(self) -> bool:
+        rec = self.log.get(self.name)
+        if not rec or rec.get("status") != "done" or rec.get("fingerprint") != self.fingerprint:
+            return False
+        return all(Path(p).exists() for p in self.outputs)
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+    def __enter__(self) -> "StageRun":
+        self._t0 = time.perf_counter()
+        self._started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        record = {
+            "status": "done" if exc is None else "failed",
+            "fingerprint": self.fingerprint,
+            "settings_hash": settings_hash(self.settings),
+            "settings": self.settings.model_dump(mode="json")
+            if hasattr(self.settings, "model_dump")
+            else self.settings,
+            "upstream": self.upstream,
+            "inputs": self.inputs,
+            "outputs": [str(Path(p).name) for p in self.outputs],
+            "backends": self.backends,
+            "versions": self.versions,
+            "started": self._started,
+            "seconds": round(time.perf_counter() - self._t0, 4),
+            "warnings": self.warnings,
+            **self.extra,
+        }
+        if exc is not None:
+            record["error"] = f"{type(exc).__name__}: {exc}"
+        self.log.put(self.name, record)
+        return False  # never swallow the exception: the caller decides how a batch goes on

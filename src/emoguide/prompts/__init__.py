@@ -1,0 +1,1 @@
+"""Targets, dialogue contexts and the prompt conditions (paper, Appendix A)."""
