@@ -83,7 +83,7 @@ def conform(df: pd.DataFrame) -> pd.DataFrame:
     out = df.copy()
     for col, dtype in UTTERANCE_COLUMNS.items():
         if col not in out.columns:
-            out[col] = pd.Series([pd.NA] * len(out), dtype=dtype, index=out.index)
+            out[col] = pd.Series([None] * len(out), dtype=dtype, index=out.index)
         else:
             try:
                 out[col] = out[col].astype(dtype)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import platform
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -57,8 +58,11 @@ class StageLog:
 
     def fingerprint(self, stage: str) -> str | None:
         rec = self.get(stage)
+        """What downstream stages hash: the fingerprint plus the id of the run that wrote it, so a
+        forced rerun of an upstream stage (which may rewrite a shared artifact) makes its
+        downstream stages stale even when its own inputs did not change."""
         if rec and rec.get("status") == "done":
-            return rec.get("fingerprint")
+            return f"{rec.get('fingerprint')}@{rec.get('run_id', '')}"
         return None
 
     def put(self, stage: str, record: dict[str, Any]) -> None:
@@ -118,6 +122,7 @@ class StageRun:
     def __exit__(self, exc_type, exc, tb) -> bool:
         record = {
             "status": "done" if exc is None else "failed",
+            "run_id": uuid.uuid4().hex[:12],
             "fingerprint": self.fingerprint,
             "settings_hash": settings_hash(self.settings),
             "settings": self.settings.model_dump(mode="json")

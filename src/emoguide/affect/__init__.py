@@ -1,0 +1,1 @@
+"""Per-utterance affect: voice, face and text channels (import from files for now)."""

@@ -1,0 +1,380 @@
+"""The `emoguide` command line: one verb per stage, each also callable from Python."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from emoguide import RESEARCH_NOTICE, __version__
+
+app = typer.Typer(
+    name="emoguide",
+    help=(
+        "Emotion-guided therapeutic interventions from recorded therapy sessions.\n\n"
+        "Stages: ingest -> affect -> dissonance -> prompts -> generate -> export. "
+        + RESEARCH_NOTICE
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+out = Console()
+
+CorpusOpt = Annotated[Path, typer.Option("--corpus", "-c", help="Corpus directory (holds corpus.toml).")]
+SessionOpt = Annotated[
+    Optional[list[str]], typer.Option("--session", "-s", help="Only these session ids (repeatable).")
+]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Redo work even if inputs and settings are unchanged.")]
+
+
+def _open(corpus: Path, create: bool = False):
+    from emoguide.corpus import Corpus
+
+    try:
+        return Corpus.open(corpus, create=create)
+    except FileNotFoundError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2)
+
+
+def _finish(*summaries) -> None:
+    """Print summaries; exit 1 when anything failed (after all the work was done)."""
+    failed = 0
+    for s in summaries:
+        s.print(console)
+        failed += s.count("failed")
+    if failed:
+        raise typer.Exit(1)
+
+
+def _parse_roles(pairs: list[str] | None) -> dict[str, str] | None:
+    if not pairs:
+        return None
+    roles = {}
+    for pair in pairs:
+        for part in pair.split(","):
+            if "=" not in part:
+                raise typer.BadParameter(f"{part!r}: use SPEAKER=ROLE, e.g. A=therapist", param_hint="--role")
+            k, v = (x.strip() for x in part.split("=", 1))
+            if v not in ("therapist", "patient", "unknown"):
+                raise typer.BadParameter(f"{v!r}: role must be therapist, patient or unknown", param_hint="--role")
+            roles[k] = v
+    return roles
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        out.print(f"emoguide {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    pass
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Transcript files or folders.")],
+    corpus: CorpusOpt,
+    fmt: Annotated[
+        Optional[str],
+        typer.Option("--format", help="Force a reader: table, srt, vtt, json, jsonl, annomi (default: by extension/header)."),
+    ] = None,
+    role: Annotated[
+        Optional[list[str]],
+        typer.Option("--role", help="Speaker roles, e.g. --role A=therapist --role B=patient (overrides the file)."),
+    ] = None,
+    force: ForceOpt = False,
+) -> None:
+    """Import transcripts into a corpus (creates it if needed), then run the safety screen.
+
+    Formats: the paper's table (Speaker, Start Time, End Time, Utterance; CSV/TSV; hh:mm:ss or
+    seconds), SRT, WebVTT, JSON/JSONL (utterance lists or WhisperX segments) and the AnnoMI CSV
+    (one session per transcript_id). A malformed file is reported with its line; the others still
+    import.
+    """
+    from emoguide.runner.text_stages import run_safety
+    from emoguide.transcripts.ingest import ingest_transcripts
+
+    c = _open(corpus, create=True)
+    ids, summary = ingest_transcripts(c, paths, roles=_parse_roles(role), fmt=fmt, force=force)
+    safety = run_safety(c, ids, force=force) if ids else None
+    out.print(f"corpus: {c.root} ({len(c.session_ids())} sessions)")
+    _finish(*(s for s in (summary, safety) if s is not None))
+
+
+@app.command()
+def affect(
+    corpus: CorpusOpt,
+    from_csv: Annotated[
+        Path,
+        typer.Option(
+            "--from-csv",
+            help="CSV keyed by session_id and index with affect columns (voice_valence, face_label, ...).",
+        ),
+    ],
+    scale: Annotated[str, typer.Option(help="Value scale in the file: -1-1 (default) or 0-1 (converted 2x-1).")] = "-1-1",
+    force: ForceOpt = False,
+) -> None:
+    """Import per-utterance voice/face/text affect values from a file.
+
+    Empty cells stay null (never 0). `{channel}_source` defaults to `imported:<file>`.
+    """
+    from emoguide.runner.text_stages import import_affect
+
+    c = _open(corpus)
+    _finish(import_affect(c, from_csv, scale=scale, force=force))
+
+
+@app.command()
+def dissonance(
+    corpus: CorpusOpt,
+    threshold: Annotated[Optional[float], typer.Option(help="T in Eq. 1 (default from corpus.toml; paper: 0.5).")] = None,
+    session: SessionOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Flag emotional dissonance on patient utterances: paper Eq. 1, voice vs face, null-aware."""
+    from emoguide.runner.text_stages import run_dissonance
+
+    c = _open(corpus)
+    settings = c.settings
+    if threshold is not None:
+        settings.dissonance.threshold = threshold
+        c.save_settings(settings)
+    _finish(run_dissonance(c, settings.dissonance, session, force=force))
+
+
+def _target_settings(c, context_turns, strategy):
+    settings = c.settings
+    if context_turns is not None:
+        settings.targets.context_turns = context_turns
+    if strategy is not None:
+        settings.targets.strategy = strategy
+    return settings
+
+
+ConditionOpt = Annotated[
+    str, typer.Option("--condition", help="Comma-separated conditions, or 'all'.")
+]
+ContextOpt = Annotated[Optional[int], typer.Option("--context-turns", "-k", help="K: turns of dialogue shown per target.")]
+StrategyOpt = Annotated[Optional[str], typer.Option("--targets", help="Target strategy: all, last, dissonant.")]
+TemplatesOpt = Annotated[Optional[Path], typer.Option("--templates", help="Folder of extra condition templates (*.toml).")]
+
+
+@app.command()
+def conditions(templates: TemplatesOpt = None) -> None:
+    """List the prompt conditions (packaged and user templates) and what each needs."""
+    from rich.table import Table
+
+    from emoguide.prompts.conditions import available_conditions
+
+    table = Table()
+    for col in ("condition", "requires", "description", "file"):
+        table.add_column(col, overflow="fold")
+    for cond in available_conditions(templates).values():
+        table.add_row(cond.name, ", ".join(cond.requires) or "-", cond.description, cond.path)
+    out.print(table)
+
+
+@app.command()
+def prompts(
+    corpus: CorpusOpt,
+    condition: ConditionOpt = "base,discrete,continuous,dissonance",
+    session: SessionOpt = None,
+    target: Annotated[Optional[int], typer.Option(help="Only the target with this utterance index.")] = None,
+    context_turns: ContextOpt = None,
+    targets: StrategyOpt = None,
+    templates: TemplatesOpt = None,
+    limit: Annotated[int, typer.Option(help="Show at most this many prompts (0: all).")] = 4,
+    save: Annotated[Optional[Path], typer.Option(help="Also write every rendered prompt to this JSONL file.")] = None,
+) -> None:
+    """Show the rendered prompts (paper Appendix A) for the corpus's targets."""
+    from emoguide.prompts.conditions import select_conditions
+    from emoguide.runner.text_stages import build_prompts
+
+    c = _open(corpus)
+    settings = _target_settings(c, context_turns, targets)
+    conds = select_conditions(condition, templates or settings.templates_dir)
+    items, summary = build_prompts(c, conds, settings.targets, session)
+    if target is not None:
+        items = [i for i in items if i.target_index == target]
+    shown = 0
+    for item in items:
+        if limit and shown >= limit:
+            break
+        head = f"{item.session_id} #{item.target_index} [{item.condition}]"
+        if item.status != "ok":
+            out.rule(f"{head}: {item.status}")
+            out.print(item.missing, markup=False)
+        else:
+            out.rule(head)
+            out.print(item.prompt, markup=False)
+        shown += 1
+    if save:
+        from emoguide.corpus.atomic import write_text
+
+        write_text(save, "".join(json.dumps(i.to_dict(), ensure_ascii=False) + "\n" for i in items))
+        out.print(f"wrote {len(items)} prompts to {save}")
+    ok = sum(i.status == "ok" for i in items)
+    out.print(f"{ok} prompts rendered, {len(items) - ok} lack inputs, {len(items)} in all (showing {shown})")
+    _finish(summary)
+
+
+@app.command()
+def generate(
+    corpus: CorpusOpt,
+    model: Annotated[
+        list[str],
+        typer.Option(
+            "--model",
+            "-m",
+            help="provider:model, repeatable: llamacpp:smollm2 (in-process, default), llamacpp:/path.gguf, "
+            "llamacpp-server:NAME, ollama:NAME, vllm:NAME, openai:gpt-4o, gemini:gemini-2.0-flash, or a "
+            "provider from corpus.toml [llm.providers].",
+        ),
+    ] = ["llamacpp:smollm2"],
+    condition: ConditionOpt = "base,discrete,continuous,dissonance",
+    session: SessionOpt = None,
+    context_turns: ContextOpt = None,
+    targets: StrategyOpt = None,
+    templates: TemplatesOpt = None,
+    temperature: Annotated[Optional[float], typer.Option(help="Sampling temperature.")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option(help="Most tokens per answer.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Sampling seed (recorded).")] = None,
+    concurrency: Annotated[Optional[int], typer.Option(help="Requests in flight at once.")] = None,
+    timeout: Annotated[Optional[float], typer.Option(help="Seconds per request before it counts as failed.")] = None,
+    retries: Annotated[Optional[int], typer.Option(help="Retries on 429/5xx/connection errors.")] = None,
+    limit: Annotated[int, typer.Option(help="Only the first N targets (0: all); for trying things out.")] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Regenerate rows that are already done (the cache still answers).")] = False,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
+) -> None:
+    """Generate [Technique] [Response] for every target x model x condition into generations.parquet.
+
+    Resumable: rows already generated are kept, failed ones are retried, and a disk cache keyed by
+    (model, prompt, parameters) makes a rerun free. Session text leaves this machine only for a
+    remote endpoint, and this command says so before sending.
+    """
+    from emoguide.llm.generate import generate as run_generate
+    from emoguide.prompts.conditions import select_conditions
+    from emoguide.runner.text_stages import build_prompts
+
+    c = _open(corpus)
+    settings = _target_settings(c, context_turns, targets)
+    for name, value in (
+        ("temperature", temperature),
+        ("max_tokens", max_tokens),
+        ("seed", seed),
+        ("concurrency", concurrency),
+        ("timeout_s", timeout),
+        ("max_retries", retries),
+    ):
+        if value is not None:
+            setattr(settings.llm, name, value)
+    conds = select_conditions(condition, templates or settings.templates_dir)
+    items, psummary = build_prompts(c, conds, settings.targets, session)
+    if limit:
+        keep = []
+        seen: set[tuple[str, int]] = set()
+        for i in items:
+            key = (i.session_id, i.target_index)
+            if key not in seen and len(seen) >= limit:
+                continue
+            seen.add(key)
+            keep.append(i)
+        items = keep
+    console.print(RESEARCH_NOTICE, style="yellow")
+    df, gsummary = run_generate(
+        c, items, list(model), settings=settings.llm, force=force, console=console, progress=not no_progress
+    )
+    out.print(f"generations: {c.generations_path} ({len(df)} rows)")
+    _finish(psummary, gsummary)
+
+
+@app.command()
+def export(
+    corpus: CorpusOpt,
+    out_path: Annotated[
+        Optional[Path], typer.Option("--out", help="Flat utterance table: .parquet, .jsonl or .csv.")
+    ] = None,
+    transcripts: Annotated[
+        Optional[Path], typer.Option("--transcripts", help="Folder for one transcript per session.")
+    ] = None,
+    transcript_format: Annotated[
+        str, typer.Option("--transcript-format", help="csv/tsv (paper layout: Speaker, Start Time, End Time, Utterance), srt or vtt.")
+    ] = "csv",
+    generations: Annotated[
+        Optional[Path], typer.Option("--generations", help="Copy of generations as .parquet, .jsonl or .csv.")
+    ] = None,
+    session: SessionOpt = None,
+) -> None:
+    """Export the utterance table, transcripts in the paper's layout (or SRT/WebVTT), and generations."""
+    import pandas as pd
+
+    from emoguide.corpus.atomic import write_table
+    from emoguide.transcripts.writers import export_corpus, export_transcripts
+
+    c = _open(corpus)
+    if not any((out_path, transcripts, generations)):
+        raise typer.BadParameter("say what to export: --out, --transcripts and/or --generations")
+    if out_path:
+        export_corpus(c, out_path, sessions=session)
+        out.print(f"utterances: {out_path}")
+    if transcripts:
+        files = export_transcripts(c, transcripts, fmt=transcript_format, sessions=session)
+        out.print(f"transcripts: {len(files)} files in {transcripts}")
+    if generations:
+        if not c.generations_path.exists():
+            console.print(f"[red]error:[/] {c.generations_path} does not exist: run `emoguide generate` first")
+            raise typer.Exit(2)
+        g = pd.read_parquet(c.generations_path)
+        if session:
+            g = g[g["session_id"].isin(session)]
+        write_table(generations, g)
+        out.print(f"generations: {generations} ({len(g)} rows; {RESEARCH_NOTICE})")
+
+
+@app.command()
+def status(corpus: CorpusOpt) -> None:
+    """Per session: which stages are done, when, and their warnings."""
+    from rich.table import Table
+
+    c = _open(corpus)
+    table = Table(title=str(c.root))
+    for col in ("session", "utterances", "stage", "status", "seconds", "warnings"):
+        table.add_column(col, overflow="fold")
+    for s in c.sessions():
+        n = len(s.read_utterances())
+        for name, rec in s.stages.load().items():
+            table.add_row(
+                s.id, str(n), name, rec.get("status", "?"), f"{rec.get('seconds', 0):.2f}",
+                "; ".join(rec.get("warnings", [])) or rec.get("error", ""),
+            )
+    out.print(table)
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="Where the demo corpus goes.")] = Path("demo-corpus"),
+    model: Annotated[str, typer.Option("--model", "-m", help="LLM for the demo (provider:model).")] = "llamacpp:smollm2",
+    force: ForceOpt = False,
+) -> None:
+    """Run the text path end to end on the bundled sample session and print where the outputs are."""
+    from emoguide.demo import run_demo
+
+    code = run_demo(out_dir, model=model, force=force, console=console, out=out)
+    raise typer.Exit(code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

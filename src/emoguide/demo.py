@@ -1,0 +1,106 @@
+"""`emoguide demo`: the text path on the bundled sample session, end to end.
+
+The sample is a short role-played dialogue written for emoguide with hand-written, illustrative
+voice/face values (labelled `demo:hand-written-illustrative` in the data). The media demo
+(a real face and synthesised voices) replaces it once the media stages exist.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+from rich.console import Console
+
+from emoguide import RESEARCH_NOTICE
+
+
+def demo_files() -> tuple[Path, Path]:
+    base = resources.files("emoguide") / "data" / "demo"
+    return Path(str(base / "sample_session.csv")), Path(str(base / "sample_affect.csv"))
+
+
+def run_demo(
+    out_dir: str | Path,
+    model: str = "llamacpp:smollm2",
+    force: bool = False,
+    console: Console | None = None,
+    out: Console | None = None,
+) -> int:
+    """Run every text-path stage; return 0 when everything worked, 1 otherwise."""
+    from emoguide.corpus import Corpus
+    from emoguide.corpus.atomic import write_text
+    from emoguide.llm.generate import generate
+    from emoguide.prompts.conditions import select_conditions
+    from emoguide.runner.text_stages import build_prompts, import_affect, run_dissonance, run_safety
+    from emoguide.transcripts.ingest import ingest_transcripts
+    from emoguide.transcripts.writers import export_corpus, export_transcripts
+
+    console = console or Console(stderr=True)
+    out = out or Console()
+    transcript, affect_csv = demo_files()
+    corpus = Corpus.open(out_dir, create=True)
+    summaries = []
+
+    console.rule("1. ingest the sample transcript")
+    ids, s = ingest_transcripts(corpus, [transcript], force=force)
+    summaries.append(s)
+    summaries.append(run_safety(corpus, ids, force=force))
+
+    console.rule("2. import the illustrative voice/face values")
+    summaries.append(import_affect(corpus, affect_csv, force=force))
+
+    console.rule("3. emotional dissonance (Eq. 1, T=0.5)")
+    settings = corpus.settings
+    summaries.append(run_dissonance(corpus, settings.dissonance, ids, force=force))
+
+    console.rule("4. the four prompt conditions")
+    conds = select_conditions("base,discrete,continuous,dissonance")
+    items, s = build_prompts(corpus, conds, settings.targets, ids)
+    summaries.append(s)
+    prompts_path = corpus.root / "prompts.jsonl"
+    write_text(prompts_path, "".join(json.dumps(i.to_dict(), ensure_ascii=False) + "\n" for i in items))
+
+    console.rule(f"5. generate with {model}")
+    console.print(RESEARCH_NOTICE, style="yellow")
+    gen, s = generate(corpus, items, [model], settings=settings.llm, force=force, console=console)
+    summaries.append(s)
+
+    console.rule("6. export")
+    table_path = corpus.root / "exports" / "utterances.csv"
+    export_corpus(corpus, table_path)
+    transcripts = export_transcripts(corpus, corpus.root / "exports" / "transcripts", fmt="csv")
+    gen_csv = corpus.root / "exports" / "generations.csv"
+    from emoguide.corpus.atomic import write_table
+
+    write_table(gen_csv, gen)
+
+    failed = 0
+    for s in summaries:
+        s.print(console)
+        failed += s.count("failed")
+
+    ok = gen[gen["status"] == "ok"]
+    if len(ok):
+        first = ok.iloc[0]
+        out.rule("an example generation (SmolLM2-135M is a plumbing model: expect poor answers)")
+        out.print(f"[bold]{first['condition']}[/] #{first['target_index']}", highlight=False)
+        out.print(f"technique: {first['technique']}", markup=False)
+        out.print(f"response:  {first['response']}", markup=False)
+        if first["flags"]:
+            out.print(f"flags:     {first['flags']}", markup=False)
+    out.rule("outputs")
+    rows = [
+        ("corpus", corpus.root),
+        ("utterance table", corpus.session(ids[0]).utterances_path if ids else "-"),
+        ("stages log", corpus.session(ids[0]).stages.path if ids else "-"),
+        ("prompts (4 conditions)", prompts_path),
+        ("generations", corpus.generations_path),
+        ("flat export", table_path),
+        ("transcript (paper layout)", transcripts[0] if transcripts else "-"),
+        ("generations CSV", gen_csv),
+    ]
+    for label, path in rows:
+        out.print(f"{label:>26}: {path}", markup=False, highlight=False)
+    return 1 if failed else 0

@@ -1,0 +1,174 @@
+"""The text path's per-session stages: affect import, safety screen, dissonance, prompts.
+
+Each function walks the chosen sessions, skips those whose stage is current (unless `force`),
+records the outcome in stages.json, and never lets one session's failure stop the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from emoguide.config import DissonanceSettings, TargetSettings
+from emoguide.corpus import Corpus, Session
+from emoguide.errors import EmoguideError
+from emoguide.prompts.conditions import Condition
+from emoguide.prompts.items import PromptItem
+from emoguide.runner.summary import BatchSummary
+
+# Stages whose output the dissonance stage reads (media stages add "voice"/"face" later).
+AFFECT_STAGES = ("ingest", "affect_import", "voice", "face", "text_affect")
+
+
+def _per_session(
+    corpus: Corpus,
+    stage: str,
+    sessions: Iterable[str] | None,
+    settings,
+    upstream: Iterable[str],
+    work: Callable[[Session, object], pd.DataFrame],
+    force: bool,
+    summary: BatchSummary,
+    inputs: Iterable[Path] = (),
+) -> None:
+    for session in corpus.sessions(sessions):
+        run = session.stage(stage, settings=settings, upstream=upstream, inputs=inputs)
+        if run.current and not force:
+            summary.add(session.id, stage, "skipped", "unchanged")
+            continue
+        try:
+            with run:
+                df = work(session, run)
+                session.write_utterances(df)
+        except (EmoguideError, ValueError, KeyError, OSError) as exc:
+            summary.add(session.id, stage, "failed", str(exc))
+            continue
+        summary.add(session.id, stage, "done", "; ".join(run.warnings))
+
+
+def run_safety(corpus: Corpus, sessions: Iterable[str] | None = None, force: bool = False) -> BatchSummary:
+    """Flag patient utterances with signs of acute risk (see docs/safety.md)."""
+    from emoguide import safety
+
+    summary = BatchSummary("safety screen")
+
+    def work(session: Session, run) -> pd.DataFrame:
+        run.backends["safety"] = safety.SCREEN_ID
+        df = safety.screen_utterances(session.read_utterances())
+        n = int(df["risk_flag"].fillna(False).sum())
+        if n:
+            run.warn(f"{n} patient utterance(s) flagged for acute-risk review")
+        return df
+
+    _per_session(corpus, "safety", sessions, {"screen": safety.SCREEN_ID}, ["ingest"], work, force, summary)
+    return summary
+
+
+def import_affect(
+    corpus: Corpus, path: str | Path, scale: str = "-1-1", force: bool = False
+) -> BatchSummary:
+    """Merge an affect CSV (session_id, index, affect columns) into the sessions it names."""
+    from emoguide.affect.importer import apply_affect, read_affect_csv
+
+    summary = BatchSummary("affect import")
+    path = Path(path)
+    try:
+        table = read_affect_csv(path, scale=scale)
+    except EmoguideError as exc:
+        summary.add(str(path), "affect_import", "failed", str(exc))
+        return summary
+    known = set(corpus.session_ids())
+    for sid in sorted(set(table["session_id"]) - known):
+        summary.add(sid, "affect_import", "failed", f"{path.name}: no such session in {corpus.root}")
+    present = sorted(set(table["session_id"]) & known)
+
+    def work(session: Session, run) -> pd.DataFrame:
+        run.backends["affect"] = f"imported:{path.name}"
+        rows = table[table["session_id"] == session.id]
+        df, warnings = apply_affect(session.read_utterances(), rows, path)
+        for w in warnings:
+            run.warn(w)
+        return df
+
+    if present:
+        _per_session(
+            corpus, "affect_import", present, {"scale": scale}, ["ingest"], work, force, summary, inputs=[path]
+        )
+    return summary
+
+
+def run_dissonance(
+    corpus: Corpus,
+    settings: DissonanceSettings,
+    sessions: Iterable[str] | None = None,
+    force: bool = False,
+) -> BatchSummary:
+    from emoguide.dissonance import compute_dissonance
+
+    summary = BatchSummary("dissonance")
+
+    def work(session: Session, run) -> pd.DataFrame:
+        df = compute_dissonance(session.read_utterances(), settings)
+        patients = df["role"] == "patient"
+        scored = int(df.loc[patients, "dissonance_score"].notna().sum())
+        flagged = int(df["dissonance"].fillna(False).sum())
+        run.extra["counts"] = {"patient": int(patients.sum()), "scored": scored, "flagged": flagged}
+        if not patients.any():
+            run.warn("no patient utterances (roles unknown?)")
+        elif scored == 0:
+            a, b = settings.channels
+            run.warn(f"no patient utterance has both {a} and {b} values: dissonance is null")
+        return df
+
+    _per_session(corpus, "dissonance", sessions, settings, AFFECT_STAGES, work, force, summary)
+    return summary
+
+
+def build_prompts(
+    corpus: Corpus,
+    conditions: list[Condition],
+    target_settings: TargetSettings,
+    sessions: Iterable[str] | None = None,
+) -> tuple[list[PromptItem], BatchSummary]:
+    """Render every condition for every target; report conditions whose inputs are missing."""
+    from emoguide.prompts.render import render_session
+
+    summary = BatchSummary("prompts")
+    items: list[PromptItem] = []
+    for session in corpus.sessions(sessions):
+        try:
+            df = session.read_utterances()
+            got = render_session(df, conditions, target_settings)
+        except (EmoguideError, ValueError, KeyError, OSError) as exc:
+            summary.add(session.id, "prompts", "failed", str(exc))
+            continue
+        if not (df["role"] == "patient").any():
+            summary.add(session.id, "prompts", "skipped", "no patient utterances: set roles first")
+            continue
+        if not got:
+            summary.add(
+                session.id,
+                "prompts",
+                "skipped",
+                f"no target: no patient utterance ends a window of {target_settings.context_turns} turns "
+                f"(strategy {target_settings.strategy})",
+            )
+            continue
+        for cond in conditions:
+            mine = [i for i in got if i.condition == cond.name]
+            missing = [i for i in mine if i.status == "missing_inputs"]
+            if missing and len(missing) == len(mine):
+                summary.add(session.id, f"prompts:{cond.name}", "skipped", missing[0].missing)
+            elif missing:
+                summary.add(
+                    session.id,
+                    f"prompts:{cond.name}",
+                    "done",
+                    f"{len(mine) - len(missing)} rendered, {len(missing)} targets lack inputs",
+                )
+            else:
+                summary.add(session.id, f"prompts:{cond.name}", "done", f"{len(mine)} rendered")
+        items.extend(got)
+    return items, summary
