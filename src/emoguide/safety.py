@@ -1,0 +1,214 @@
+"""Acute-risk screen for patient utterances: a transparent, high-recall lexical screen.
+
+Categories `suicide`, `self_harm`, `harm_to_others`, each a list of regular expressions in the
+packaged `safety_terms.toml`, matched case-insensitively on whole words. Mentions are flagged even
+when negated ("I'm not suicidal"): the screen routes utterances to a human, so it errs toward
+recall; a simple negation cue in the few words before a hit is recorded as " [negated]" on the
+term so the reviewer sees it. This is not a clinical instrument (docs/safety.md).
+
+Callers record `SCREEN_ID` with the results so a later change of the term list is visible.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+SCREEN_ID = "lexical-v1"
+CATEGORIES: tuple[str, ...] = ("suicide", "self_harm", "harm_to_others")
+NEGATED_MARK = " [negated]"
+
+_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u2032": "'"})
+_CLAUSE_BREAK_RE = re.compile(r"[.;:!?,\n()\u2014\u2013]|\s-\s|\bbut\b|\bthough\b|\bhowever\b", re.I)
+_WORD_RE = re.compile(r"[a-z]+(?:'[a-z]+)?")
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One hit: which category, the matched text as written, where, and whether a negation cue preceded it."""
+
+    category: str
+    term: str
+    start: int
+    end: int
+    negated: bool = False
+
+    @property
+    def label(self) -> str:
+        return self.term + (NEGATED_MARK if self.negated else "")
+
+
+@dataclass
+class RiskResult:
+    """Result of screening one text.
+
+    `flag` is True when any pattern matched (negated mentions included). `categories` lists the
+    categories hit, in CATEGORIES order. `terms` lists the matched text as written, deduplicated, in
+    order of appearance, with " [negated]" appended where a negation cue preceded the match.
+    """
+
+    flag: bool
+    categories: list[str] = field(default_factory=list)
+    terms: list[str] = field(default_factory=list)
+    detections: list[Detection] = field(default_factory=list)
+
+    @property
+    def all_negated(self) -> bool:
+        return bool(self.detections) and all(d.negated for d in self.detections)
+
+
+class LexicalScreen:
+    """A compiled term list. Build with `load_screen()`; use `screen(text)`."""
+
+    def __init__(self, config: dict, source: str = "<dict>"):
+        meta = config.get("meta", {})
+        self.id: str = str(meta.get("id", SCREEN_ID))
+        self.source = source
+        self.negation_window: int = int(meta.get("negation_window", 3))
+        self.negation_cues: frozenset[str] = frozenset(
+            str(c).lower().translate(_APOSTROPHES) for c in meta.get("negation_cues", [])
+        )
+        variables = {str(k): str(v) for k, v in config.get("vars", {}).items()}
+        cats = config.get("categories", {})
+        unknown = set(cats) - set(CATEGORIES)
+        if unknown:
+            raise ValueError(f"{source}: unknown categories {sorted(unknown)}; expected {CATEGORIES}")
+        self.patterns: dict[str, list[re.Pattern[str]]] = {}
+        for cat in CATEGORIES:
+            compiled = []
+            for i, pat in enumerate(cats.get(cat, {}).get("patterns", [])):
+                text = str(pat)
+                for name, value in variables.items():
+                    text = text.replace(f"<{name}>", value)
+                try:
+                    compiled.append(re.compile(rf"(?<!\w)(?:{text})(?!\w)", re.IGNORECASE))
+                except re.error as exc:
+                    raise ValueError(f"{source}: categories.{cat}.patterns[{i}] is not a valid regex: {exc}") from exc
+            self.patterns[cat] = compiled
+
+    def _negated(self, norm: str, start: int) -> bool:
+        before = norm[:start]
+        breaks = list(_CLAUSE_BREAK_RE.finditer(before))
+        if breaks:
+            before = before[breaks[-1].end():]
+        words = _WORD_RE.findall(before.lower())[-self.negation_window:] if self.negation_window > 0 else []
+        return any(w in self.negation_cues or w.endswith("n't") for w in words)
+
+    def screen(self, text: object) -> RiskResult:
+        """Screen one text. None, NA and non-strings other than numbers give no flag."""
+        if text is None or not isinstance(text, str):
+            try:
+                if text is None or pd.isna(text):
+                    return RiskResult(False)
+            except (TypeError, ValueError):
+                pass
+            text = str(text)
+        norm = text.translate(_APOSTROPHES)  # same length: offsets stay valid for `text`
+        hits: list[Detection] = []
+        for cat in CATEGORIES:
+            spans: list[tuple[int, int]] = []
+            for rx in self.patterns.get(cat, []):
+                spans.extend(m.span() for m in rx.finditer(norm) if m.end() > m.start())
+            # overlapping hits within a category are merged into one span
+            spans.sort()
+            kept: list[tuple[int, int]] = []
+            for s, e in spans:
+                if kept and s < kept[-1][1]:
+                    kept[-1] = (kept[-1][0], max(kept[-1][1], e))
+                else:
+                    kept.append((s, e))
+            hits.extend(Detection(cat, text[s:e], s, e, self._negated(norm, s)) for s, e in kept)
+        hits.sort(key=lambda d: (d.start, CATEGORIES.index(d.category)))
+        categories = [c for c in CATEGORIES if any(d.category == c for d in hits)]
+        terms: list[str] = []
+        seen: set[str] = set()
+        for d in hits:
+            key = d.label.lower()
+            if key not in seen:
+                seen.add(key)
+                terms.append(d.label)
+        return RiskResult(bool(hits), categories, terms, hits)
+
+
+def load_screen(path: str | Path | None = None) -> LexicalScreen:
+    """Load a term list: the packaged `safety_terms.toml` by default, or a TOML file at `path`."""
+    if path is None:
+        return _default_screen()
+    p = Path(path)
+    with p.open("rb") as fh:
+        return LexicalScreen(tomllib.load(fh), str(p))
+
+
+@lru_cache(maxsize=1)
+def _default_screen() -> LexicalScreen:
+    ref = resources.files("emoguide").joinpath("safety_terms.toml")
+    screen = LexicalScreen(tomllib.loads(ref.read_text(encoding="utf-8")), "emoguide/safety_terms.toml")
+    if screen.id != SCREEN_ID:  # pragma: no cover - guards against editing one without the other
+        raise RuntimeError(f"safety_terms.toml id {screen.id!r} != SCREEN_ID {SCREEN_ID!r}")
+    return screen
+
+
+def screen_text(text: str, screen: LexicalScreen | None = None) -> RiskResult:
+    """Screen one utterance with the packaged term list (or `screen`)."""
+    return (screen or _default_screen()).screen(text)
+
+
+def screen_utterances(
+    df: pd.DataFrame,
+    roles: Iterable[str] | str = ("patient",),
+    screen: LexicalScreen | None = None,
+    text_column: str = "text",
+    role_column: str = "role",
+) -> pd.DataFrame:
+    """Return a copy of `df` with `risk_flag`, `risk_categories`, `risk_terms` filled in.
+
+    Only rows whose role is in `roles` (case-insensitive) are screened: they get a boolean
+    `risk_flag` (False when nothing matched) and comma-separated `risk_categories` / `risk_terms`
+    ("" when nothing matched). Other rows get <NA> in all three columns: "not screened", which is
+    not the same as "screened, nothing found".
+    """
+    if isinstance(roles, str):
+        roles = (roles,)
+    wanted = {str(r).lower() for r in roles}
+    for col in (text_column, role_column):
+        if col not in df.columns:
+            raise KeyError(f"screen_utterances needs a {col!r} column; got {list(df.columns)}")
+    scr = screen or _default_screen()
+    out = df.copy()
+    role = out[role_column].astype("string").str.lower()
+    mask = role.isin(list(wanted)).fillna(False).astype(bool)
+
+    n = len(out)
+    flags: list[object] = [pd.NA] * n
+    cats: list[object] = [pd.NA] * n
+    terms: list[object] = [pd.NA] * n
+    texts = out[text_column].to_numpy(dtype=object)
+    for i in np.flatnonzero(mask.to_numpy()):
+        res = scr.screen(texts[i])
+        flags[i] = res.flag
+        cats[i] = ",".join(res.categories)
+        terms[i] = ",".join(res.terms)
+    out["risk_flag"] = pd.array(flags, dtype="boolean")
+    out["risk_categories"] = pd.array(cats, dtype="string")
+    out["risk_terms"] = pd.array(terms, dtype="string")
+    return out
+
+
+__all__ = [
+    "CATEGORIES",
+    "Detection",
+    "LexicalScreen",
+    "RiskResult",
+    "SCREEN_ID",
+    "load_screen",
+    "screen_text",
+    "screen_utterances",
+]
