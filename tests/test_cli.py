@@ -1,0 +1,93 @@
+"""The CLI as a user drives it (typer's runner, real files, real corpus on disk)."""
+
+import json
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from emoguide.cli import app
+from emoguide.demo import demo_files
+
+runner = CliRunner()
+
+
+class Result:
+    """Exit code and output with whitespace normalised (rich wraps long lines)."""
+
+    def __init__(self, res):
+        self.exit_code = res.exit_code
+        self.output = " ".join(res.output.split())
+
+
+def invoke(*args):
+    return Result(runner.invoke(app, [str(a) for a in args], catch_exceptions=False))
+
+
+def test_help_lists_every_verb():
+    res = invoke("--help")
+    assert res.exit_code == 0
+    for verb in ("ingest", "affect", "dissonance", "prompts", "generate", "export", "demo", "status", "conditions"):
+        assert verb in res.output
+    res = invoke("generate", "--help")
+    assert "provider:model" in res.output and "--condition" in res.output
+
+
+def test_text_path_through_the_cli(tmp_path):
+    transcript, affect = demo_files()
+    bad = tmp_path / "broken.csv"
+    bad.write_text("Speaker,Start Time,End Time,Utterance\nA,00:00:01,oops,Hello\n")
+    corpus = tmp_path / "c"
+
+    res = invoke("ingest", "--corpus", corpus, transcript, bad)
+    assert res.exit_code == 1  # one file failed...
+    assert "broken.csv" in res.output and "line 2" in res.output
+    assert (corpus / "sessions" / "sample_session" / "utterances.parquet").exists()  # ...the other imported
+
+    res = invoke("ingest", "--corpus", corpus, transcript)
+    assert res.exit_code == 0 and "skipped" in res.output  # resume: unchanged
+
+    assert invoke("affect", "--corpus", corpus, "--from-csv", affect).exit_code == 0
+    res = invoke("dissonance", "--corpus", corpus)
+    assert res.exit_code == 0
+    df = pd.read_parquet(corpus / "sessions" / "sample_session" / "utterances.parquet")
+    patient = df[df["role"] == "patient"]
+    assert patient["dissonance"].notna().all() and df.loc[df["role"] == "therapist", "dissonance"].isna().all()
+    assert patient["dissonance"].sum() >= 1
+
+    saved = tmp_path / "prompts.jsonl"
+    res = invoke("prompts", "--corpus", corpus, "--limit", 1, "--save", saved)
+    assert res.exit_code == 0
+    assert "Your response must be in the form: [Technique] [Your Response]" in res.output
+    items = [json.loads(line) for line in saved.read_text().splitlines()]
+    assert {i["condition"] for i in items} == {"base", "discrete", "continuous", "dissonance"}
+    assert all(i["status"] == "ok" for i in items)
+    diss = [i for i in items if i["condition"] == "dissonance"]
+    assert any("(emotional dissonance)" in i["prompt"] for i in diss)
+
+    res = invoke("dissonance", "--corpus", corpus, "--threshold", 0.95)
+    assert res.exit_code == 0
+    assert "threshold = 0.95" in (corpus / "corpus.toml").read_text()
+
+    out = tmp_path / "flat.jsonl"
+    res = invoke("export", "--corpus", corpus, "--out", out, "--transcripts", tmp_path / "tr", "--transcript-format", "vtt")
+    assert res.exit_code == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 12 and rows[1]["voice_source"] == "demo:hand-written-illustrative"
+    assert (tmp_path / "tr" / "sample_session.vtt").read_text().startswith("WEBVTT")
+
+    res = invoke("status", "--corpus", corpus)
+    assert res.exit_code == 0 and "dissonance" in res.output and "affect_import" in res.output
+
+
+def test_missing_corpus_is_a_clear_error(tmp_path):
+    res = invoke("dissonance", "--corpus", tmp_path / "none")
+    assert res.exit_code == 2 and "not an emoguide corpus" in res.output
+
+
+def test_prompts_without_affect_report_missing_inputs(tmp_path):
+    transcript, _ = demo_files()
+    corpus = tmp_path / "c"
+    assert invoke("ingest", "--corpus", corpus, transcript).exit_code == 0
+    res = invoke("prompts", "--corpus", corpus, "--condition", "base,discrete", "--limit", 0)
+    assert "missing_inputs" in res.output and "needs labels" in res.output
+    assert "prompts:discrete" in res.output and "skipped" in res.output
