@@ -35,8 +35,8 @@ fi
 PIP=".venv/bin/python -m pip"
 $PIP install -q --upgrade pip
 
-extras="llm"
-[ "$DEV" = 1 ] && extras="llm,dev"
+extras="llm,media"
+[ "$DEV" = 1 ] && extras="llm,media,dev"
 # llama-cpp-python compiles llama.cpp (4-8 min on 2 cores, cached by pip afterwards);
 # GGML_NATIVE=OFF gives a wheel that runs on any x86_64, not only the build machine.
 echo "setup: installing emoguide[$extras] (first run compiles llama.cpp: several minutes)"

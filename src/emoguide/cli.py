@@ -85,11 +85,13 @@ def main(
 
 @app.command()
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="Transcript files or folders.")],
+    paths: Annotated[
+        list[str], typer.Argument(help="Transcript files, media files, folders, URL lists (.urls) or URLs.")
+    ],
     corpus: CorpusOpt,
     fmt: Annotated[
         Optional[str],
-        typer.Option("--format", help="Force a reader: table, srt, vtt, json, jsonl, annomi (default: by extension/header)."),
+        typer.Option("--format", help="Force a transcript reader: table, srt, vtt, json, jsonl, annomi (default: by extension/header)."),
     ] = None,
     role: Annotated[
         Optional[list[str]],
@@ -97,21 +99,49 @@ def ingest(
     ] = None,
     force: ForceOpt = False,
 ) -> None:
-    """Import transcripts into a corpus (creates it if needed), then run the safety screen.
+    """Import transcripts and media into a corpus (creates it if needed).
 
-    Formats: the paper's table (Speaker, Start Time, End Time, Utterance; CSV/TSV; hh:mm:ss or
-    seconds), SRT, WebVTT, JSON/JSONL (utterance lists or WhisperX segments) and the AnnoMI CSV
-    (one session per transcript_id). A malformed file is reported with its line; the others still
-    import.
+    Transcripts: the paper's table (Speaker, Start Time, End Time, Utterance; CSV/TSV; hh:mm:ss or
+    seconds), SRT, WebVTT, JSON/JSONL (utterance lists or WhisperX segments) and the AnnoMI CSV (one
+    session per transcript_id); the safety screen runs on them. Media: video/audio files (mp4, mov,
+    mkv, webm, m4a, wav, ...) are probed and their audio extracted to 16 kHz mono; URLs and URL lists
+    are downloaded with yt-dlp. A bad file is reported (with its line for transcripts) and the
+    others still import.
     """
     from emoguide.runner.text_stages import run_safety
     from emoguide.transcripts.ingest import ingest_transcripts
 
     c = _open(corpus, create=True)
-    ids, summary = ingest_transcripts(c, paths, roles=_parse_roles(role), fmt=fmt, force=force)
-    safety = run_safety(c, ids, force=force) if ids else None
+    media_items, text_items = [], []
+    for p in paths:
+        if Path(p).is_dir():
+            media_items.append(p)
+            text_items.append(Path(p))
+            continue
+        if _is_media(p):
+            media_items.append(p)
+        else:
+            text_items.append(Path(p))
+    summaries = []
+    ids: list[str] = []
+    if text_items:
+        ids, summary = ingest_transcripts(c, text_items, roles=_parse_roles(role), fmt=fmt, force=force)
+        summaries.append(summary)
+    if media_items:
+        from emoguide.media import ingest_media
+
+        _, msummary = ingest_media(c, media_items, settings=c.settings.media, force=force)
+        summaries.append(msummary)
+    if ids:
+        summaries.append(run_safety(c, ids, force=force))
     out.print(f"corpus: {c.root} ({len(c.session_ids())} sessions)")
-    _finish(*(s for s in (summary, safety) if s is not None))
+    _finish(*summaries)
+
+
+def _is_media(item: str) -> bool:
+    from emoguide.media.ingest import is_media_path
+
+    return is_media_path(item)
 
 
 @app.command()
