@@ -145,6 +145,40 @@ def _is_media(item: str) -> bool:
 
 
 @app.command()
+def roles(
+    corpus: CorpusOpt,
+    sessions: Annotated[Optional[list[str]], typer.Argument(help="Session ids (default: all).")] = None,
+    set_: Annotated[
+        Optional[list[str]],
+        typer.Option("--set", help="Override, e.g. --set A=therapist --set B=patient; kept across reruns."),
+    ] = None,
+    method: Annotated[Optional[str], typer.Option(help="heuristic (default) or llm.")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="provider:model for --method llm.")] = None,
+    force: ForceOpt = False,
+) -> None:
+    """Therapist vs patient per speaker: keep roles a transcript gave, else infer them (heuristic or
+    LLM, with a confidence); `--set` overrides survive every rerun."""
+    from emoguide.runner.roles_stage import run_roles
+    from emoguide.speech.roles import set_overrides
+
+    c = _open(corpus)
+    settings = c.settings
+    if method:
+        settings.roles.method = method
+    if model:
+        settings.roles.llm_model = model
+    if method or model:
+        c.save_settings(settings)
+    if set_:
+        if not sessions:
+            raise typer.BadParameter("name the session(s) the override is for", param_hint="SESSIONS")
+        mapping = _parse_roles(set_) or {}
+        for sid in sessions:
+            set_overrides(c.session(sid).path, mapping)
+    _finish(run_roles(c, settings.roles, sessions, force=force, llm_settings=settings.llm))
+
+
+@app.command()
 def affect(
     corpus: CorpusOpt,
     from_csv: Annotated[
