@@ -91,3 +91,26 @@ def test_prompts_without_affect_report_missing_inputs(tmp_path):
     res = invoke("prompts", "--corpus", corpus, "--condition", "base,discrete", "--limit", 0)
     assert "missing_inputs" in res.output and "needs labels" in res.output
     assert "prompts:discrete" in res.output and "skipped" in res.output
+
+
+def test_faces_and_frames_verbs_on_a_real_clip(tmp_path):
+    import pytest
+
+    from helpers import SHARED_DATA
+
+    clip = SHARED_DATA / "media" / "single_face.mp4"
+    if not clip.exists():
+        pytest.skip("../shared/data/media absent (a user's clone)")
+    pytest.importorskip("av")
+    pytest.importorskip("mediapipe")
+    corpus = tmp_path / "c"
+    assert invoke("ingest", "--corpus", corpus, clip).exit_code == 0
+    res = invoke("faces", "--corpus", corpus, "--fps", 4)
+    assert res.exit_code == 0, res.output
+    faces = pd.read_parquet(corpus / "sessions" / "single_face" / "faces.parquet")
+    assert (faces["track_id"] >= 0).any()
+    assert "fps = 4.0" in (corpus / "corpus.toml").read_text()
+    res = invoke("frames", "--corpus", corpus, "single_face", "--at", 1.0, "--out", tmp_path / "fr")
+    assert res.exit_code == 0, res.output
+    (png,) = (tmp_path / "fr").glob("*.png")
+    assert png.stat().st_size > 1000

@@ -184,6 +184,100 @@ def transcribe(
 
 
 @app.command()
+def faces(
+    corpus: CorpusOpt,
+    sessions: Annotated[Optional[list[str]], typer.Argument(help="Session ids (default: all).")] = None,
+    detector: Annotated[Optional[str], typer.Option(help="blazeface (default), blazeface-short, mtcnn (the paper's), haar.")] = None,
+    fps: Annotated[Optional[float], typer.Option(help="Frames sampled per second (default 5; paper: 30).")] = None,
+    paper: Annotated[bool, typer.Option("--paper", help="The paper's setup: MTCNN on every frame at 30 fps (slow on a CPU).")] = False,
+    min_score: Annotated[Optional[float], typer.Option(help="Drop detections below this score.")] = None,
+    emotion: Annotated[Optional[str], typer.Option(help="Facial emotion backend: fer (default, offline), hsemotion, emonet.")] = None,
+    emotion_model: Annotated[Optional[Path], typer.Option(help="Local model file for hsemotion (.onnx) or emonet (.pth).")] = None,
+    set_speaker: Annotated[
+        Optional[list[str]],
+        typer.Option("--set-speaker", help="Override a track's speaker, e.g. --set-speaker 3=A or 7=patient or 2=none; kept across reruns."),
+    ] = None,
+    force: ForceOpt = False,
+) -> None:
+    """Find and track faces, tie tracks to speakers, and fill the face_* columns per utterance.
+
+    Detection + tracking write faces.parquet; the facial-emotion backend's valence/arousal and
+    class probabilities are averaged over the speaker's frames inside each utterance (null when
+    that face is absent). fer's valence/arousal come from class probabilities through circumplex
+    coordinates and say so in face_source.
+    """
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from emoguide.vision.face_affect_stage import run_face_affect
+    from emoguide.vision.faces_stage import FaceSettings, run_faces
+    from emoguide.vision.speakers import set_face_overrides
+
+    c = _open(corpus)
+    settings = c.settings
+    fs = dict(settings.faces)
+    for name, value in (("detector", detector), ("fps", fps), ("min_score", min_score)):
+        if value is not None:
+            fs[name] = value
+    if paper:
+        fs["paper_mode"] = True
+    fa = dict(settings.face_affect)
+    if emotion:
+        fa["backend"] = emotion
+    if emotion_model:
+        fa["model_path"] = str(emotion_model)
+    face_settings = FaceSettings.model_validate(fs)
+    settings.faces, settings.face_affect = face_settings.model_dump(mode="json", exclude_defaults=True), fa
+    c.save_settings(settings)
+    if set_speaker:
+        if not sessions:
+            raise typer.BadParameter("name the session the override is for", param_hint="SESSIONS")
+        mapping = {}
+        for part in set_speaker:
+            if "=" not in part:
+                raise typer.BadParameter(f"{part!r}: use TRACK=SPEAKER, e.g. 3=A", param_hint="--set-speaker")
+            k, v = part.split("=", 1)
+            mapping[int(k)] = v.strip()
+        for sid in sessions:
+            set_face_overrides(c.session(sid).path, mapping)
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("faces", total=None)
+
+        def on_frame(session_id: str, t: float, duration: float | None) -> None:
+            bar.update(task, description=f"faces {session_id}", completed=t, total=duration)
+
+        fsum = run_faces(c, sessions, settings=face_settings, force=force, on_frame=on_frame)
+    asum = run_face_affect(
+        c, sessions, backend=fa.get("backend", "fer"), model_path=fa.get("model_path"),
+        crop_margin=fa.get("crop_margin"), force=force,
+    )
+    _finish(fsum, asum)
+
+
+@app.command()
+def frames(
+    corpus: CorpusOpt,
+    session_id: Annotated[str, typer.Argument(help="Session id.")],
+    at: Annotated[list[float], typer.Option("--at", help="Seconds into the media (repeatable).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the images.")] = Path("frames"),
+    fmt: Annotated[str, typer.Option("--format", help="png or jpg.")] = "png",
+    no_blur: Annotated[bool, typer.Option("--no-blur", help="Do NOT blur faces (only for material you may show).")] = False,
+    no_boxes: Annotated[bool, typer.Option("--no-boxes", help="No boxes or track labels.")] = False,
+) -> None:
+    """Export frames with face boxes and track/speaker labels; faces are blurred by default."""
+    from emoguide.vision.detect import get_detector
+    from emoguide.vision.frames import export_frame
+
+    c = _open(corpus)
+    det = get_detector("blazeface")
+    det.load()
+    for t in at:
+        path = out_dir / f"{session_id}_{t:09.3f}s.{fmt}"
+        export_frame(c, session_id, t, path, blur=not no_blur, boxes=not no_boxes, detector=det)
+        out.print(f"{path}" + ("" if not no_blur else "  (faces NOT blurred)"))
+
+
+@app.command()
 def roles(
     corpus: CorpusOpt,
     sessions: Annotated[Optional[list[str]], typer.Argument(help="Session ids (default: all).")] = None,

@@ -92,6 +92,11 @@ class RolesSettings(BaseModel):
 
 
 class Settings(BaseModel):
+    # Sections whose models live with their stage (validated there, so config.py stays at the
+    # bottom of the import graph): [faces] -> emoguide.vision.faces_stage.FaceSettings,
+    # [face_affect] -> backend, model_path, crop_margin.
+    faces: dict[str, Any] = Field(default_factory=dict)
+    face_affect: dict[str, Any] = Field(default_factory=dict)
     media: MediaSettings = Field(default_factory=MediaSettings)
     transcribe: TranscribeSettings = Field(default_factory=TranscribeSettings)
     roles: RolesSettings = Field(default_factory=RolesSettings)
