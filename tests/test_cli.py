@@ -114,3 +114,38 @@ def test_faces_and_frames_verbs_on_a_real_clip(tmp_path):
     assert res.exit_code == 0, res.output
     (png,) = (tmp_path / "fr").glob("*.png")
     assert png.stat().st_size > 1000
+
+
+def test_video_and_transcript_of_the_same_name_pair_into_one_session(tmp_path):
+    import pytest
+
+    from helpers import SHARED_DATA
+
+    clip = SHARED_DATA / "media" / "single_face.mp4"
+    if not clip.exists():
+        pytest.skip("../shared/data/media absent (a user's clone)")
+    pytest.importorskip("av")
+    transcript = tmp_path / "single_face.csv"
+    transcript.write_text(
+        "Speaker,Role,Start Time,End Time,Utterance\n"
+        "A,therapist,0.0,1.0,How are you?\nB,patient,1.0,2.4,I'm okay I guess.\n"
+    )
+    corpus = tmp_path / "c"
+    res = invoke("ingest", "--corpus", corpus, clip, transcript)
+    assert res.exit_code == 0, res.output
+    session = corpus / "sessions" / "single_face"
+    source = json.loads((session / "source.json").read_text())
+    assert source["kind"] == "media" and source["transcript"]["path"].endswith("single_face.csv")
+    df = pd.read_parquet(session / "utterances.parquet")
+    assert df["text"].tolist() == ["How are you?", "I'm okay I guess."]
+    assert (session / "audio.wav").exists()
+    # rerun: both unchanged; the other order pairs too
+    res = invoke("ingest", "--corpus", corpus, clip, transcript)
+    assert res.exit_code == 0 and "1 done" not in res.output  # nothing redone
+    corpus2 = tmp_path / "c2"
+    assert invoke("ingest", "--corpus", corpus2, transcript).exit_code == 0
+    res = invoke("ingest", "--corpus", corpus2, clip)
+    assert res.exit_code == 0, res.output
+    source = json.loads((corpus2 / "sessions" / "single_face" / "source.json").read_text())
+    assert source["kind"] == "media" and source["transcript"]["path"].endswith("single_face.csv")
+    assert len(pd.read_parquet(corpus2 / "sessions" / "single_face" / "utterances.parquet")) == 2

@@ -124,14 +124,15 @@ def ingest(
             text_items.append(Path(p))
     summaries = []
     ids: list[str] = []
-    if text_items:
-        ids, summary = ingest_transcripts(c, text_items, roles=_parse_roles(role), fmt=fmt, force=force)
-        summaries.append(summary)
+    # Media first, so a transcript with the same name (video.mp4 + video.csv) pairs with it.
     if media_items:
         from emoguide.media import ingest_media
 
         _, msummary = ingest_media(c, media_items, settings=c.settings.media, force=force)
         summaries.append(msummary)
+    if text_items:
+        ids, summary = ingest_transcripts(c, text_items, roles=_parse_roles(role), fmt=fmt, force=force)
+        summaries.append(summary)
     if ids:
         from emoguide.runner.roles_stage import run_roles
 

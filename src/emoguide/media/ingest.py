@@ -248,7 +248,12 @@ def _ingest_one(corpus, source: MediaSource, settings, force, claimed, session_i
             return
         session = corpus.session(sid)
         existing = session.read_source() if session.source_path.exists() else {}
-        if existing and not force and not _same_origin(existing, source):
+        # A transcript session of the same id (video.csv imported before video.mp4) pairs with
+        # the media: its utterance table is kept and its source recorded under "transcript".
+        transcript = existing.get("transcript") if existing.get("kind") == "media" else (
+            existing if existing.get("format") else None
+        )
+        if existing and not force and not transcript and not _same_origin(existing, source):
             previous = existing.get("url") or existing.get("path") or existing.get("origin")
             record(
                 item,
@@ -300,7 +305,10 @@ def _ingest_one(corpus, source: MediaSource, settings, force, claimed, session_i
                 run.warn(w)
             run.backends = {"decoder": "pyav", "ingest": INGEST_VERSION}
             run.extra = {"source_file": str(file)}
-            session.write_source(_source_record(sid, source, file, info, audio, warnings))
+            record_ = _source_record(sid, source, file, info, audio, warnings)
+            if transcript:
+                record_["transcript"] = transcript
+            session.write_source(record_)
             if not session.utterances_path.exists():
                 session.write_utterances(schema.empty_utterances())
         session_ids.append(sid)

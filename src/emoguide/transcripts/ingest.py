@@ -103,7 +103,11 @@ def ingest_transcripts(
             try:
                 existing = session.read_source() if session.source_path.exists() else {}
                 previous = existing.get("path") or existing.get("origin") or "another source"
-                if existing and not _same_file(existing.get("path"), file) and not force:
+                # A media session of the same id (video.mp4 + video.csv) takes the transcript:
+                # the pair is one session, with the transcript recorded under "transcript".
+                pairs_media = existing.get("kind") == "media"
+                earlier = existing.get("transcript", {}).get("path") if pairs_media else existing.get("path")
+                if existing and not pairs_media and not _same_file(earlier, file) and not force:
                     record(
                         item,
                         "failed",
@@ -128,7 +132,10 @@ def ingest_transcripts(
                     for w in parsed.warnings:
                         run.warn(w)
                     session.path.mkdir(parents=True, exist_ok=True)
-                    session.write_source(parsed.source)
+                    if pairs_media:
+                        session.write_source({**existing, "transcript": parsed.source})
+                    else:
+                        session.write_source(parsed.source)
                     session.write_utterances(parsed.utterances)
                 session_ids.append(sid)
                 note = f"{len(parsed.utterances)} utterances"
