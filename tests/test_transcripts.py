@@ -499,10 +499,24 @@ def test_export_corpus_and_transcripts_round_trip(tmp_path):
 def test_ingest_does_not_overwrite_a_session_from_another_source(tmp_path):
     corpus = Corpus.open(tmp_path / "corpus", create=True)
     session = corpus.session("interview")
-    session.write_source({"origin": "videos/interview.mp4", "kind": "media"})
+    session.write_source({"path": str(tmp_path / "elsewhere" / "interview.csv"), "format": "table"})
     write(tmp_path, "interview.tsv", FIGURE_12)
     ids, summary = ingest_transcripts(corpus, [tmp_path / "interview.tsv"])
     assert ids == [] and summary.count("failed") == 1
-    assert "interview.mp4" in summary.failed[0].reason
+    assert "elsewhere" in summary.failed[0].reason
     ids, summary = ingest_transcripts(corpus, [tmp_path / "interview.tsv"], force=True)
     assert ids == ["interview"] and summary.count("done") == 1
+
+
+def test_transcript_pairs_with_a_media_session_of_the_same_id(tmp_path):
+    corpus = Corpus.open(tmp_path / "corpus", create=True)
+    session = corpus.session("interview")
+    session.write_source({"origin": "videos/interview.mp4", "kind": "media", "path": "videos/interview.mp4"})
+    write(tmp_path, "interview.tsv", FIGURE_12)
+    ids, summary = ingest_transcripts(corpus, [tmp_path / "interview.tsv"])
+    assert ids == ["interview"] and summary.count("done") == 1
+    source = session.read_source()
+    assert source["kind"] == "media" and source["origin"] == "videos/interview.mp4"
+    assert source["transcript"]["path"].endswith("interview.tsv")
+    ids, summary = ingest_transcripts(corpus, [tmp_path / "interview.tsv"])
+    assert summary.count("skipped") == 1
