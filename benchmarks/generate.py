@@ -143,7 +143,7 @@ def main() -> int:
     n = args.concurrency
 
     def median(rs):
-        return sorted(rs, key=lambda r: r["wall_s"])[len(rs) // 2]
+        return sorted(rs, key=lambda r: r["wall_s"])[(len(rs) - 1) // 2]
 
     r1, rn = median(runs[1]), median(runs[n])
     r1_first = runs[1][0]

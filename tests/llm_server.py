@@ -50,6 +50,20 @@ def server_available() -> str | None:
     return None
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGKILL when the parent dies (Linux), so a killed test run
+    or benchmark never leaves a server behind. Elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except Exception:  # noqa: BLE001
+        pass
+
+
 class LlamaServer:
     def __init__(
         self,
@@ -107,6 +121,7 @@ class LlamaServer:
             stdin=subprocess.DEVNULL,
             env=env,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         self._wait_ready()
         if self.warmup:
