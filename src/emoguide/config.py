@@ -34,10 +34,23 @@ class TargetSettings(BaseModel):
 
 
 class DissonanceSettings(BaseModel):
-    threshold: float = Field(0.5, ge=0.0, description="T in Eq. 1 (paper: 0.5)")
-    channels: tuple[str, str] = ("voice", "face")
+    """Eq. 1 and its calibrated variants (docs/dissonance.md). The paper's raw form is the default."""
+
+    method: str = Field("raw", description="raw (paper Eq. 1) | zscore | percentile")
+    threshold: float = Field(0.5, ge=0.0, description="T in Eq. 1 for method raw (paper: 0.5)")
+    zscore_threshold: float = Field(2.0, ge=0.0, description="T in standard deviations for method zscore")
+    percentile: float = Field(90.0, gt=0, lt=100, description="for method percentile: flag scores above this percentile")
+    scope: str = Field("session", description="standardise / take percentiles per session, speaker or corpus")
+    channels: tuple[str, str] = Field(
+        ("voice", "face"), description="voice, face, text, sentiment, or nonverbal (mean of voice and face)"
+    )
     dimensions: tuple[str, ...] = ("valence", "arousal")
     roles: tuple[str, ...] = ("patient",)
+    min_n: int = Field(5, ge=2, description="zscore/percentile: fewest values a group needs")
+
+    @property
+    def is_paper_default(self) -> bool:
+        return self.method == "raw" and tuple(self.channels) == ("voice", "face")
 
 
 class ProviderSettings(BaseModel):
@@ -97,6 +110,8 @@ class Settings(BaseModel):
     # [face_affect] -> backend, model_path, crop_margin.
     faces: dict[str, Any] = Field(default_factory=dict)
     face_affect: dict[str, Any] = Field(default_factory=dict)
+    text_affect: dict[str, Any] = Field(default_factory=dict)
+    voice: dict[str, Any] = Field(default_factory=dict)
     media: MediaSettings = Field(default_factory=MediaSettings)
     transcribe: TranscribeSettings = Field(default_factory=TranscribeSettings)
     roles: RolesSettings = Field(default_factory=RolesSettings)

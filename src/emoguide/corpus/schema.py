@@ -34,6 +34,9 @@ def channel_columns(channel: str) -> dict[str, str]:
     }
     if channel in ("voice", "text"):
         cols[f"{channel}_dominance"] = "float64"
+    if channel == "text":
+        cols["text_sentiment"] = "float64"  # VADER compound, [-1, 1]
+        cols["text_coverage"] = "float64"  # share of words found in the norms
     cols.update(
         {
             f"{channel}_label": "string",

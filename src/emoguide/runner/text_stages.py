@@ -105,12 +105,41 @@ def run_dissonance(
     sessions: Iterable[str] | None = None,
     force: bool = False,
 ) -> BatchSummary:
+    """Eq. 1 per session: the paper's raw form by default, or a calibrated variant."""
     from emoguide.dissonance import compute_dissonance
+    from emoguide.dissonance_variants import compute_dissonance_variant
 
     summary = BatchSummary("dissonance")
 
+    def variant(df: pd.DataFrame) -> pd.DataFrame:
+        threshold = settings.zscore_threshold if settings.method == "zscore" else settings.threshold
+        return compute_dissonance_variant(
+            df,
+            method=settings.method,
+            channels=tuple(settings.channels),
+            threshold=None if settings.method == "percentile" else threshold,
+            percentile=settings.percentile,
+            scope=settings.scope,
+            roles=tuple(settings.roles),
+            dimensions=tuple(settings.dimensions),
+            min_n=settings.min_n,
+        )
+
+    corpus_wide = None
+    if settings.scope == "corpus" and not settings.is_paper_default:
+        # Standardising / percentiles over the whole corpus need every session at once.
+        corpus_wide = variant(corpus.utterances(sessions))
+
     def work(session: Session, run) -> pd.DataFrame:
-        df = compute_dissonance(session.read_utterances(), settings)
+        df = session.read_utterances()
+        if corpus_wide is not None:
+            cols = ["dissonance_score", "dissonance", "dissonance_dims", "dissonance_compared", "dissonance_method"]
+            mine = corpus_wide[corpus_wide["session_id"] == session.id].set_index("index")[cols]
+            df = df.drop(columns=cols).merge(mine, left_on="index", right_index=True, how="left")
+        elif settings.is_paper_default:
+            df = compute_dissonance(df, settings)
+        else:
+            df = variant(df)
         patients = df["role"] == "patient"
         scored = int(df.loc[patients, "dissonance_score"].notna().sum())
         flagged = int(df["dissonance"].fillna(False).sum())
