@@ -622,6 +622,34 @@ def export(
 
 
 @app.command()
+def run(
+    corpus: CorpusOpt,
+    session: SessionOpt = None,
+    model: Annotated[
+        Optional[list[str]], typer.Option("--model", "-m", help="LLM(s) for generation (provider:model; default llamacpp:smollm2).")
+    ] = None,
+    condition: ConditionOpt = "base,discrete,continuous,dissonance",
+    skip: Annotated[
+        Optional[list[str]], typer.Option("--skip", help="Leave out a stage (repeatable): transcribe, roles, safety, faces, face_affect, voice, text_affect, dissonance, generate.")
+    ] = None,
+    force: ForceOpt = False,
+) -> None:
+    """Run every stage for every session in order (transcribe -> roles -> safety -> faces ->
+    face emotion -> voice -> words -> dissonance -> prompts + generation), resumably, and end with a
+    summary of what was done, skipped and failed."""
+    from emoguide.runner.pipeline import run_pipeline
+
+    c = _open(corpus)
+    if model:
+        console.print(RESEARCH_NOTICE, style="yellow")
+    result = run_pipeline(c, session, models=model, conditions=condition, skip=skip or (), force=force, console=console)
+    console.rule("summary")
+    for name, secs in result.seconds.items():
+        console.print(f"  {name:<12} {secs:7.1f} s")
+    _finish(*result.summaries)
+
+
+@app.command()
 def status(corpus: CorpusOpt) -> None:
     """Per session: which stages are done, when, and their warnings."""
     from rich.table import Table
