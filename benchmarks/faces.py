@@ -1,0 +1,380 @@
+"""What the faces shortcuts cost: detector speed, real-time factor, and per-utterance face V/A.
+
+The paper (Appendix B/C/E) runs MTCNN on every frame at 30 fps, tracks with SORT and averages the
+face valence/arousal over each utterance. emoguide's default is BlazeFace at 5 fps. This script
+measures, on ONE video, in ONE run, side by side:
+
+(a) frames per second of each detector (mtcnn, blazeface, blazeface-short, haar) on the same
+    decoded frames (decoding excluded, models loaded and warmed up before timing);
+(b) the real-time factor (processing seconds / video seconds) of the face pipeline
+    (decode + detect + track + facial emotion + speaker assignment + per-utterance averaging) in
+    the paper's configuration (MTCNN, every frame, 30 fps requested) and in the default
+    (BlazeFace at 5 fps), and their ratio;
+(c) how far each configuration's per-utterance face_valence / face_arousal (same `fer` backend)
+    fall from the paper configuration's and from BlazeFace at 30 fps (the pure sampling cost):
+    mean and max absolute difference, coverage, and how often the dissonance flag (Eq. 1, T=0.5)
+    would change for a grid of fixed voice values.
+
+The pipeline is the one the `faces` CLI verb runs (`faces_stage.track_video`, then
+`face_affect_stage.predict_faces`, `speakers.assign_speakers`, `aggregate_utterances`), called
+directly so the first N seconds can be cut and each part timed; parquet writing is left out.
+
+    python benchmarks/faces.py                           # the default clip, everything
+    python benchmarks/faces.py --video my.mp4 --seconds 60 --paper-seconds 20
+    python benchmarks/faces.py --utterances utts.csv     # columns start,end[,speaker,role]
+
+Output goes to stdout and to benchmarks/results/faces.txt (--out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import itertools
+import os
+import platform
+import sys
+import time
+from contextlib import redirect_stdout
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_VIDEO = HERE.parents[1] / "shared/data/media/WolfgangLanger_Pexels.mp4"
+PAPER_HOURS, PAPER_GPU_HOURS = 163.0, 25.0  # Appendix E
+
+
+class Tee(io.TextIOBase):
+    def __init__(self, *streams):
+        self.streams = streams
+
+    def write(self, s):
+        for st in self.streams:
+            st.write(s)
+            st.flush()
+        return len(s)
+
+
+# --------------------------------------------------------------------------- utterances
+
+
+def pseudo_utterances(end_s: float, lengths=(3.0, 2.0, 4.0), min_len: float = 1.0) -> pd.DataFrame:
+    """Consecutive windows of 3, 2, 4, 3, 2, 4 ... seconds over [0, end_s], speaker B (patient)."""
+    rows, t = [], 0.0
+    for L in itertools.cycle(lengths):
+        if t >= end_s - 1e-9:
+            break
+        e = min(t + L, end_s)
+        if e - t >= min_len:
+            rows.append((t, e))
+        t = e
+    return _utt_table(pd.DataFrame(rows, columns=["start", "end"]))
+
+
+def _utt_table(df: pd.DataFrame) -> pd.DataFrame:
+    from emoguide.corpus import schema
+
+    df = df.copy()
+    df["index"] = range(len(df))
+    df["speaker"] = df["speaker"].astype(str) if "speaker" in df else "B"
+    df["role"] = df["role"].astype(str) if "role" in df else "patient"
+    df["text"] = "(pseudo-utterance)"
+    df["session_id"] = "bench"
+    return schema.conform(df)
+
+
+# --------------------------------------------------------------------------- (a) detectors
+
+
+def bench_detectors(video: Path, end_s: float, fps: float, names: list[str], batch: int) -> list[dict]:
+    from emoguide.media.decode import iter_frames
+    from emoguide.vision.detect import get_detector
+
+    t0 = time.perf_counter()
+    frames = [f.image for f in iter_frames(video, fps, 0.0, end_s)]
+    decode_s = time.perf_counter() - t0
+    print(f"(a) decoded {len(frames)} frames at {fps:g} fps over 0-{end_s:.1f} s in {decode_s:.2f} s "
+          f"(decode excluded below); frame {frames[0].shape[1]}x{frames[0].shape[0]}; batch {batch}")
+    out = []
+    for name in names:
+        det = get_detector(name)
+        tl = time.perf_counter()
+        det.load()
+        load_s = time.perf_counter() - tl
+        det.detect_batch(frames[:min(batch, len(frames))])  # warm-up (not timed)
+        td = time.perf_counter()
+        n_faces, with_face = 0, 0
+        for i in range(0, len(frames), batch):
+            for dets in det.detect_batch(frames[i:i + batch]):
+                n_faces += len(dets)
+                with_face += bool(dets)
+        sec = time.perf_counter() - td
+        out.append({"detector": name, "frames": len(frames), "seconds": sec, "fps": len(frames) / sec,
+                    "ms_per_frame": 1000 * sec / len(frames), "with_face": with_face,
+                    "faces_per_frame": n_faces / len(frames), "load_s": load_s})
+        if hasattr(det, "close"):
+            det.close()
+    return out
+
+
+# --------------------------------------------------------------------------- (b)+(c) configurations
+
+
+@dataclass
+class ConfigRun:
+    label: str
+    detector: str
+    fps: float
+    end_s: float
+    frames: int = 0
+    with_face: int = 0
+    face_rows: int = 0
+    tracks: int = 0
+    t_decode_track: float = 0.0
+    t_detect: float = 0.0
+    t_emotion: float = 0.0
+    t_assign: float = 0.0
+    mode: str = ""
+    utts: pd.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def total(self) -> float:
+        return self.t_decode_track + self.t_detect + self.t_emotion + self.t_assign
+
+    @property
+    def rtf(self) -> float:
+        return self.total / self.end_s
+
+
+def run_config(video: Path, detector_name: str, fps: float, end_s: float, utts: pd.DataFrame, backend,
+               detectors: dict) -> ConfigRun:
+    from emoguide.vision.face_affect_stage import aggregate_utterances, predict_faces
+    from emoguide.vision.faces_stage import FaceSettings, track_video
+    from emoguide.vision.speakers import SpeakerSettings, apply_assignments, assign_speakers
+
+    settings = FaceSettings(detector=detector_name, fps=fps)
+    if detector_name not in detectors:
+        detectors[detector_name] = settings.make_detector().load()
+    det = detectors[detector_name]
+    r = ConfigRun(f"{detector_name}@{fps:g}", detector_name, fps, end_s)
+    t0 = time.perf_counter()
+    vf = track_video(video, det, fps=fps, tracker=settings.tracker, end=end_s, batch_size=settings.batch_size)
+    t1 = time.perf_counter()
+    r.t_detect = vf.detect_seconds
+    r.t_decode_track = (t1 - t0) - vf.detect_seconds
+    faces = vf.table("bench")
+    r.frames, r.face_rows = len(vf.times), len(faces)
+    r.with_face = int(faces["t"].nunique()) if len(faces) else 0
+    r.tracks = int(faces.loc[faces["track_id"] >= 0, "track_id"].nunique()) if len(faces) else 0
+    spk = SpeakerSettings()
+    warnings: list[str] = []
+    t2 = time.perf_counter()
+    rows = predict_faces(faces, video, backend, max_gap_s=spk.max_gap_s, warnings=warnings)
+    t3 = time.perf_counter()
+    res = assign_speakers(rows, utts, spk, {})
+    rows = apply_assignments(rows, res)
+    src = backend.id
+    r.utts = aggregate_utterances(utts, rows, src)
+    r.t_emotion, r.t_assign = t3 - t2, time.perf_counter() - t3
+    r.mode = res.mode
+    return r
+
+
+def compare(cfg: ConfigRun, ref: ConfigRun, voice_grid, threshold: float, max_end: float | None = None) -> dict:
+    """Per-utterance differences of cfg vs ref over utterances both cover (ending <= max_end)."""
+    from emoguide.config import DissonanceSettings
+    from emoguide.dissonance import compute_dissonance
+
+    a, b = cfg.utts, ref.utts
+    keep = np.ones(len(a), bool) if max_end is None else (b["end"].to_numpy(float) <= max_end + 1e-6)
+    va, vb = a["face_valence"].to_numpy(float)[keep], b["face_valence"].to_numpy(float)[keep]
+    aa, ab = a["face_arousal"].to_numpy(float)[keep], b["face_arousal"].to_numpy(float)[keep]
+    both = np.isfinite(va) & np.isfinite(vb) & np.isfinite(aa) & np.isfinite(ab)
+    dv, da = np.abs(va - vb)[both], np.abs(aa - ab)[both]
+    out = {
+        "n": int(keep.sum()), "both": int(both.sum()),
+        "only_one": int((np.isfinite(va) != np.isfinite(vb)).sum()),
+        "mae_v": float(dv.mean()) if dv.size else np.nan, "max_v": float(dv.max()) if dv.size else np.nan,
+        "mae_a": float(da.mean()) if da.size else np.nan, "max_a": float(da.max()) if da.size else np.nan,
+    }
+    s = DissonanceSettings(threshold=threshold)
+    changed = total = null_changed = 0
+    for v_voice, a_voice in voice_grid:
+        fl = []
+        for u in (a[keep], b[keep]):
+            u = u.copy()
+            u["voice_valence"], u["voice_arousal"] = v_voice, a_voice
+            fl.append(compute_dissonance(u, s)["dissonance"])
+        f1, f2 = fl
+        m = f1.notna().to_numpy() & f2.notna().to_numpy()
+        total += int(m.sum())
+        changed += int((f1[m].astype(bool).to_numpy() != f2[m].astype(bool).to_numpy()).sum())
+        null_changed += int((f1.notna() != f2.notna()).sum())
+    out["flag_pairs"], out["flag_changed"], out["flag_null_changed"] = total, changed, null_changed
+    return out
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--video", type=Path, default=DEFAULT_VIDEO)
+    p.add_argument("--seconds", type=float, default=None, help="use only the first N seconds of the video")
+    p.add_argument("--paper-seconds", type=float, default=None,
+                   help="run the paper configuration (MTCNN every frame) on the first N seconds only; "
+                        "its real-time factor is then extrapolated and (c) uses the utterances inside")
+    p.add_argument("--utterances", type=Path, default=None,
+                   help="CSV with start,end[,speaker,role] (default: consecutive 3/2/4 s windows, speaker B, patient)")
+    p.add_argument("--detector-fps", type=float, default=3.0, help="(a): frames sampled for the detector timing")
+    p.add_argument("--detectors", default="mtcnn,blazeface,blazeface-short,haar")
+    p.add_argument("--rates", default="1,2,5,10,30", help="BlazeFace sampling rates to compare")
+    p.add_argument("--extra", default="mtcnn@5,blazeface-short@5,haar@5",
+                   help="more detector@fps configurations for (c) ('' for none)")
+    p.add_argument("--threshold", type=float, default=0.5, help="T of Eq. 1")
+    p.add_argument("--voice", default=None,
+                   help="fixed voice 'V,A' for the flag check (default: the 3x3 grid {-0.5,0,0.5}^2)")
+    p.add_argument("--out", type=Path, default=HERE / "results" / "faces.txt")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if not args.video.exists():
+        print(f"no such video: {args.video}", file=sys.stderr)
+        return 2
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.StringIO()
+    with redirect_stdout(Tee(sys.stdout, buf)):
+        run(args)
+    args.out.write_text(buf.getvalue())
+    print(f"written {args.out}")
+    return 0
+
+
+def run(args) -> None:
+    import torch
+
+    from emoguide.media.probe import probe
+    from emoguide.vision.emotion import get_face_emotion
+
+    info = probe(args.video)
+    dur = float(info.duration_s)
+    end_s = min(dur, args.seconds) if args.seconds else dur
+    native = info.video.nominal_fps or info.video.avg_fps
+    print("emoguide faces benchmark: what the CPU shortcuts cost")
+    print(f"video: {args.video.name}  {info.video.display_width}x{info.video.display_height}, "
+          f"{native:.3f} fps native, {dur:.2f} s; using 0-{end_s:.2f} s")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average "
+          f"{', '.join(f'{x:.1f}' for x in os.getloadavg())} at start; torch threads {torch.get_num_threads()}; "
+          f"python {platform.python_version()}")
+    print("All timings are on this shared machine in this one run; compare ratios, not absolute values.\n")
+
+    # (a)
+    det_names = [d for d in args.detectors.split(",") if d]
+    rows = bench_detectors(args.video, end_s, args.detector_fps, det_names, batch=8)
+    print(f"{'detector':<16}{'frames/s':>10}{'ms/frame':>10}{'x mtcnn':>9}{'frames w/ face':>16}{'faces/frame':>13}{'load s':>8}")
+    ref_fps = next((r["fps"] for r in rows if r["detector"] == "mtcnn"), None)
+    for r in rows:
+        rel = f"{r['fps'] / ref_fps:8.1f}x" if ref_fps else "      - "
+        print(f"{r['detector']:<16}{r['fps']:>10.1f}{r['ms_per_frame']:>10.1f}{rel:>9}"
+              f"{r['with_face']:>9}/{r['frames']:<6}{r['faces_per_frame']:>13.2f}{r['load_s']:>8.2f}")
+    print()
+
+    # utterances
+    if args.utterances:
+        utts = _utt_table(pd.read_csv(args.utterances))
+        utts = utts[utts["start"] < end_s].reset_index(drop=True)
+        utt_desc = f"{len(utts)} utterances from {args.utterances}"
+    else:
+        utts = pseudo_utterances(end_s)
+        utt_desc = f"{len(utts)} pseudo-utterances (consecutive 3/2/4 s windows, speaker B, role patient; the clip has no speech)"
+
+    backend = get_face_emotion("fer").load()
+    detectors: dict = {}
+    paper_end = min(end_s, args.paper_seconds) if args.paper_seconds else end_s
+    paper_utts = utts[utts["start"] < paper_end].reset_index(drop=True)
+    print(f"(b) pipeline = decode + detect + track (track_video) + fer emotion incl. re-decode (predict_faces) "
+          f"+ speakers + per-utterance means; models loaded before timing\n    {utt_desc}")
+    runs: dict[str, ConfigRun] = {}
+    t_all = time.perf_counter()
+    paper = run_config(args.video, "mtcnn", 30.0, paper_end, paper_utts if paper_end < end_s else utts, backend, detectors)
+    paper.label = "paper: mtcnn@30"
+    runs["paper"] = paper
+    configs = [("blazeface", float(r)) for r in args.rates.split(",") if r]
+    for item in (args.extra or "").split(","):
+        if item:
+            d, f = item.split("@")
+            configs.append((d, float(f)))
+    for d, f in configs:
+        key = f"{d}@{f:g}"
+        if key not in runs:
+            runs[key] = run_config(args.video, d, f, end_s, utts, backend, detectors)
+    default = runs["blazeface@5"]
+    default.label = "default: blazeface@5"
+
+    print(f"{'configuration':<22}{'video s':>8}{'frames':>7}{'w/face':>7}{'tracks':>7}{'decode+trk':>11}{'detect':>8}"
+          f"{'emotion':>8}{'assign':>7}{'total s':>8}{'RTF':>8}{'utts w/ face':>14}")
+    for r in runs.values():
+        cov = int(r.utts["face_n"].notna().sum())
+        print(f"{r.label:<22}{r.end_s:>8.2f}{r.frames:>7}{r.with_face:>7}{r.tracks:>7}{r.t_decode_track:>11.2f}"
+              f"{r.t_detect:>8.2f}{r.t_emotion:>8.2f}{r.t_assign:>7.2f}{r.total:>8.2f}{r.rtf:>8.3f}"
+              f"{cov:>7}/{len(r.utts):<6}")
+    print(f"(all configurations: {time.perf_counter() - t_all:.0f} s wall; @30 on a {native:.2f} fps clip = every frame, "
+          "iter_frames never repeats one; RTF = total s / video s)")
+    ratio = paper.rtf / default.rtf
+    print(f"\nreal-time factor, paper (MTCNN, every frame; 30 fps asked, the clip has {native:.2f}) : {paper.rtf:.3f}"
+          + (f"  [measured on the first {paper_end:g} s only; EXTRAPOLATED to the whole clip as the same RTF]"
+             if paper_end < end_s else ""))
+    print(f"real-time factor, default (BlazeFace at 5 fps)                     : {default.rtf:.3f}")
+    print(f"ratio paper / default                                               : {ratio:.1f}x")
+    print(f"EXTRAPOLATED to the paper's {PAPER_HOURS:g} h of video at these RTFs on this machine: paper configuration "
+          f"{paper.rtf * PAPER_HOURS:.0f} h, default {default.rtf * PAPER_HOURS:.1f} h "
+          f"(paper reports {PAPER_GPU_HOURS:g} GPU-hours for its whole pipeline)\n")
+
+    # (c)
+    if args.voice:
+        v, a = (float(x) for x in args.voice.split(","))
+        grid = [(v, a)]
+        grid_desc = f"voice fixed at V={v:g}, A={a:g}"
+    else:
+        grid = [(v, a) for v in (-0.5, 0.0, 0.5) for a in (-0.5, 0.0, 0.5)]
+        grid_desc = "voice fixed at each of the 9 points {-0.5, 0, 0.5}^2 in turn"
+    bf30 = runs.get("blazeface@30")
+    for ref, title in ((paper, "vs the paper configuration (mtcnn@30)"), (bf30, "vs blazeface@30 (sampling cost only)")):
+        if ref is None:
+            continue
+        limit = paper_end if ref is paper and paper_end < end_s else None
+        print(f"(c) per-utterance face V/A (fer, circumplex approximation) {title}"
+              + (f"; utterances ending by {paper_end:g} s" if limit else ""))
+        print(f"    |diff| over utterances both configurations cover; flag = Eq. 1 at T={args.threshold:g}, {grid_desc}")
+        print(f"{'configuration':<22}{'utts':>5}{'both':>5}{'1 null':>7}{'MAE V':>8}{'max V':>8}{'MAE A':>8}{'max A':>8}"
+              f"{'flag changed':>15}{'null<->flag':>12}")
+        for r in runs.values():
+            if r is ref:
+                continue
+            c = compare(r, ref, grid, args.threshold, limit)
+            share = f"{c['flag_changed']}/{c['flag_pairs']} ({100 * c['flag_changed'] / c['flag_pairs']:.1f}%)" if c["flag_pairs"] else "-"
+            print(f"{r.label:<22}{c['n']:>5}{c['both']:>5}{c['only_one']:>7}{c['mae_v']:>8.3f}{c['max_v']:>8.3f}"
+                  f"{c['mae_a']:>8.3f}{c['max_a']:>8.3f}{share:>15}{c['flag_null_changed']:>12}")
+        print()
+    vals = paper.utts[["start", "end", "face_valence", "face_arousal", "face_n"]].copy()
+    vals["default_V"] = default.utts["face_valence"].to_numpy()[: len(vals)]
+    vals["default_A"] = default.utts["face_arousal"].to_numpy()[: len(vals)]
+    vals["default_n"] = default.utts["face_n"].to_numpy()[: len(vals)]
+    print("per utterance, paper (mtcnn@30) vs default (blazeface@5):")
+    print(vals.rename(columns={"face_valence": "paper_V", "face_arousal": "paper_A", "face_n": "paper_n"})
+          .to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    spread_v = np.nanstd(paper.utts["face_valence"].to_numpy(float))
+    spread_a = np.nanstd(paper.utts["face_arousal"].to_numpy(float))
+    print(f"\nfor scale: the paper configuration's per-utterance values spread with SD {spread_v:.3f} (V), "
+          f"{spread_a:.3f} (A) across utterances; T = {args.threshold:g}.")
+    print(f"speaker assignment modes: {', '.join(sorted({r.mode for r in runs.values()}))}")
+    print(f"load average at end: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
