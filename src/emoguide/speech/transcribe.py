@@ -117,7 +117,6 @@ def transcribe_session(
         return "skipped", "no audio"
     if not force and _imported_transcript(session):
         return "skipped", "utterances came from an imported transcript (force=True replaces them)"
-    duration = check_wav(audio)
     ran: list[str] = []
     warnings: list[str] = []
     media_up = [MEDIA_STAGE] if session.stages.get(MEDIA_STAGE) else []
@@ -129,6 +128,9 @@ def transcribe_session(
     )
     if force or not run.current:
         with run:
+            # Checked inside the stage, so an unusable audio.wav is recorded as a failed stage
+            # (with its error) in stages.json, not only in the batch summary.
+            duration = check_wav(audio)
             backend = asr_l.get()
             result = backend.transcribe(audio)
             run.backends["asr"] = {"id": backend.id, **backend.versions()}
