@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from emoguide.errors import EmoguideError, require
+from emoguide.errors import InputError, EmoguideError, require
 
 WORD_COLUMNS = ["start", "end", "text", "probability"]
 
@@ -214,7 +214,9 @@ class WhisperASR(ASRBackend):
         language: str | None = None,
         device: str = "cpu",
         cpu_threads: int = 0,
+        window_s: float = 300.0,
     ):
+        self.window_s = window_s
         self.model = model
         self.compute_type = compute_type
         self.beam_size = beam_size
@@ -237,6 +239,7 @@ class WhisperASR(ASRBackend):
             "beam_size": self.beam_size,
             "vad_filter": self.vad_filter,
             "language": self.language,
+            "window_s": self.window_s,
         }
 
     def versions(self) -> dict[str, str]:
@@ -261,27 +264,80 @@ class WhisperASR(ASRBackend):
         return self
 
     def transcribe(self, wav_path: str | Path) -> ASRResult:
+        """Transcribe a 16 kHz mono 16-bit WAV in windows of about `window_s` seconds.
+
+        faster-whisper computes features for the whole input at once (memory grew ~56 MB per
+        minute of audio), so long sessions are cut into windows, each ending at the quietest
+        moment of its last 20 s (so a cut rarely splits a word), read from disk one at a time;
+        word times are shifted back to the session clock. Memory stays flat with length.
+        """
+        import numpy as np
+
         self.load()
         language = self.language
         if language is None and str(self.model).endswith(".en"):
             language = "en"  # English-only models: skip detection (it is meaningless there)
-        segments, info = self._model.transcribe(
-            str(wav_path),
-            beam_size=self.beam_size,
-            word_timestamps=True,
-            vad_filter=self.vad_filter,
-            language=language,
-            condition_on_previous_text=False,
-        )
-        raw = [w for seg in segments for w in (seg.words or [])]
+        words: list[Word] = []
+        detected, probability, total = None, None, 0.0
+        for offset, audio in _wav_windows(wav_path, self.window_s):
+            total = offset + len(audio) / 16000.0
+            if len(audio) < 1600 or not np.any(audio):
+                continue  # under 0.1 s, or digital silence: nothing to hear
+            segments, info = self._model.transcribe(
+                audio,
+                beam_size=self.beam_size,
+                word_timestamps=True,
+                vad_filter=self.vad_filter,
+                language=language,
+                condition_on_previous_text=False,
+            )
+            raw = [w for seg in segments for w in (seg.words or [])]
+            for w in merge_tokens(raw):
+                words.append(Word(w.start + offset, w.end + offset, w.text, w.probability))
+            if detected is None:
+                detected = info.language
+                probability = (
+                    float(info.language_probability) if info.language_probability is not None else None
+                )
         return ASRResult(
-            words=merge_tokens(raw),
-            language=info.language,
-            language_probability=float(info.language_probability)
-            if info.language_probability is not None
-            else None,
-            duration=float(info.duration),
+            words=words,
+            language=detected or language,
+            language_probability=probability,
+            duration=total,
         )
+
+
+def _wav_windows(wav_path: str | Path, window_s: float, search_s: float = 20.0, sr: int = 16000):
+    """Yield (offset seconds, float32 samples) windows of a 16 kHz mono 16-bit WAV, each cut at
+    the quietest 0.25 s of its last `search_s` seconds. Only one window is in memory at a time."""
+    import wave
+
+    import numpy as np
+
+    with wave.open(str(wav_path), "rb") as wf:
+        if wf.getframerate() != sr or wf.getnchannels() != 1 or wf.getsampwidth() != 2:
+            raise InputError(wav_path, "ASR needs 16 kHz mono 16-bit WAV")
+        n_total = wf.getnframes()
+        win = max(int(window_s * sr), sr)
+        pos = 0
+        carry = np.zeros(0, dtype=np.int16)
+        while pos < n_total or len(carry):
+            need = win - len(carry)
+            block = np.frombuffer(wf.readframes(max(need, 0)), dtype=np.int16) if pos < n_total else np.zeros(0, np.int16)
+            pos += len(block)
+            buf = np.concatenate([carry, block])
+            if pos >= n_total:  # last window: take everything
+                cut = len(buf)
+            else:
+                hop = sr // 4
+                lo = max(len(buf) - int(search_s * sr), hop)
+                frames = [(float(np.mean(buf[i - hop : i].astype(np.float32) ** 2)), i) for i in range(lo, len(buf) + 1, hop // 2)]
+                cut = min(frames)[1] if frames else len(buf)
+            offset = (pos - len(buf)) / sr
+            yield offset, buf[:cut].astype(np.float32) / 32768.0
+            carry = buf[cut:]
+            if pos >= n_total and cut == len(buf):
+                break
 
 
 def merge_tokens(raw_words) -> list[Word]:
