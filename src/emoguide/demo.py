@@ -34,7 +34,7 @@ def run_media_demo(
     """Ingest the bundled video and run every stage; return 0 when nothing failed."""
     from emoguide.corpus import Corpus
     from emoguide.corpus.atomic import write_table, write_text
-    from emoguide.evaluation.figures import dissonance_timeline
+    from emoguide.evaluation.figures import dissonance_timeline, sentiment_by_role
     from emoguide.media import ingest_media
     from emoguide.prompts.conditions import select_conditions
     from emoguide.runner.pipeline import run_pipeline
@@ -55,6 +55,7 @@ def run_media_demo(
     session = corpus.session(sid)
     utt = session.read_utterances()
     figure = dissonance_timeline(utt, corpus.reports_dir / f"dissonance_{sid}.png")
+    sentiment = sentiment_by_role(utt, corpus.reports_dir / "sentiment_by_role.png")
     items, _ = build_prompts(corpus, select_conditions("base,discrete,continuous,dissonance"), corpus.settings.targets, ids)
     prompts_path = corpus.root / "prompts.jsonl"
     write_text(prompts_path, "".join(json.dumps(i.to_dict(), ensure_ascii=False) + "\n" for i in items))
@@ -84,6 +85,7 @@ def run_media_demo(
         ("faces", session.faces_path),
         ("stages log", session.stages.path),
         ("dissonance figure", figure.path),
+        ("sentiment by role", sentiment.path),
         ("prompts (4 conditions)", prompts_path),
         ("generations", corpus.generations_path),
         ("flat export", table_path),

@@ -63,20 +63,33 @@ def run_pipeline(
     settings = corpus.settings
     result = RunResult()
 
+    bar = None
+    if progress:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        bar = Progress(
+            TextColumn("[bold]run[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), console=console,
+        )
+        task = bar.add_task("", total=len([s for s in STAGES if s not in skip]))
+        bar.start()
+
     def stage(name: str, fn: Callable[[], BatchSummary | list[BatchSummary]]) -> None:
         if name in skip:
             return
         t0 = time.perf_counter()
-        if progress:
-            console.rule(f"[bold]{name}")
+        if bar is not None:
+            bar.update(task, description=name)
         got = fn()
         result.seconds[name] = time.perf_counter() - t0
         for s in got if isinstance(got, list) else [got]:
             result.summaries.append(s)
-            if progress:
-                console.print(f"  {s.line()}  ({result.seconds[name]:.1f} s)")
+            if bar is not None:
+                bar.console.print(f"  {name:<12} {s.line()}  ({result.seconds[name]:.1f} s)", highlight=False)
             if on_stage:
                 on_stage(name, s)
+        if bar is not None:
+            bar.advance(task)
 
     def transcribe():
         from emoguide.speech.transcribe import transcribe_sessions
@@ -148,5 +161,13 @@ def run_pipeline(
         ("dissonance", dissonance),
         ("generate", generate),
     ):
-        stage(name, fn)
+        try:
+            stage(name, fn)
+        except BaseException:
+            if bar is not None:
+                bar.stop()
+            raise
+    if bar is not None:
+        bar.update(task, description="done")
+        bar.stop()
     return result
