@@ -25,6 +25,8 @@ fingerprint costs nothing.
 
 from __future__ import annotations
 
+from emoguide.backends import LazyModel
+
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from importlib import metadata
@@ -112,7 +114,7 @@ def version_of(pkg: str) -> str:
         return "not installed"
 
 
-class VoiceAffect(ABC):
+class VoiceAffect(LazyModel, ABC):
     """One voice-affect model. Build cheaply, `load()` before `predict()` (predict loads if needed)."""
 
     name: str = ""
@@ -123,26 +125,12 @@ class VoiceAffect(ABC):
     #: the sample rate the backend works at; other rates are resampled by `resample`
     sample_rate: int = 16000
 
-    def __init__(self) -> None:
-        self._loaded = False
-
     @property
     @abstractmethod
     def id(self) -> str:
         """Backend id recorded in `voice_source` and stages.json."""
 
-    @property
-    def loaded(self) -> bool:
-        return self._loaded
 
-    def load(self) -> "VoiceAffect":
-        if not self._loaded:
-            self._load()
-            self._loaded = True
-        return self
-
-    def _load(self) -> None:  # pragma: no cover - trivial default
-        return None
 
     @abstractmethod
     def _predict(self, audio: np.ndarray) -> VoiceEstimate:

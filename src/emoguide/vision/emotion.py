@@ -20,6 +20,8 @@ read its id or settings for a stage fingerprint) costs nothing.
 
 from __future__ import annotations
 
+from emoguide.backends import LazyModel
+
 import importlib.resources
 import os
 from abc import ABC, abstractmethod
@@ -132,7 +134,7 @@ def _version(pkg: str) -> str:
 # --------------------------------------------------------------------------- interface
 
 
-class FaceEmotion(ABC):
+class FaceEmotion(LazyModel, ABC):
     """One face-emotion model. Build cheaply, `load()` before `predict()`."""
 
     name: str = ""
@@ -141,23 +143,11 @@ class FaceEmotion(ABC):
     #: whether valence/arousal come from the circumplex approximation
     approximate: bool = False
 
-    def __init__(self) -> None:
-        self._loaded = False
-
     @property
     @abstractmethod
     def id(self) -> str:
         """Backend id recorded in `{c}_source` and stages.json."""
 
-    @property
-    def loaded(self) -> bool:
-        return self._loaded
-
-    def load(self) -> "FaceEmotion":
-        if not self._loaded:
-            self._load()
-            self._loaded = True
-        return self
 
     @abstractmethod
     def _load(self) -> None: ...
