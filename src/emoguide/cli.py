@@ -16,7 +16,8 @@ app = typer.Typer(
     name="emoguide",
     help=(
         "Emotion-guided therapeutic interventions from recorded therapy sessions.\n\n"
-        "Stages: ingest -> affect -> dissonance -> prompts -> generate -> export. "
+        "Stages: ingest -> transcribe -> roles -> faces -> affect -> dissonance -> prompts -> generate "
+        "-> export; `emoguide run` runs them all. "
         + RESEARCH_NOTICE
     ),
     no_args_is_help=True,
@@ -163,8 +164,7 @@ def transcribe(
     max_pause: Annotated[Optional[float], typer.Option("--max-pause", help="Split a speaker's turn at longer pauses (s).")] = None,
     force: ForceOpt = False,
 ) -> None:
-    """Media sessions -> transcript: ASR words (faster-whisper), speakers (senko), turns, then
-    therapist/patient roles and the safety screen. Sessions made from transcript files are kept."""
+    """Media sessions -> transcript: ASR words (faster-whisper), speakers (senko), turns, then therapist/patient roles and the safety screen. Sessions made from transcript files are kept."""
     from emoguide.runner.roles_stage import run_roles
     from emoguide.runner.text_stages import run_safety
     from emoguide.speech.transcribe import transcribe_sessions
@@ -290,8 +290,7 @@ def roles(
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="provider:model for --method llm.")] = None,
     force: ForceOpt = False,
 ) -> None:
-    """Therapist vs patient per speaker: keep roles a transcript gave, else infer them (heuristic or
-    LLM, with a confidence); `--set` overrides survive every rerun."""
+    """Therapist vs patient per speaker: keep roles a transcript gave, else infer them (heuristic or LLM, with a confidence); `--set` overrides survive every rerun."""
     from emoguide.runner.roles_stage import run_roles
     from emoguide.speech.roles import set_overrides
 
@@ -375,8 +374,7 @@ def dissonance(
     session: SessionOpt = None,
     force: ForceOpt = False,
 ) -> None:
-    """Flag emotional dissonance on patient utterances: paper Eq. 1 (voice vs face, T = 0.5) by
-    default, null-aware; calibrated variants and text-vs-nonverbal on request (saved to corpus.toml)."""
+    """Flag emotional dissonance on patient utterances: paper Eq. 1 (voice vs face, T = 0.5) by default, null-aware; calibrated variants and text-vs-nonverbal on request (saved to corpus.toml)."""
     from emoguide.runner.text_stages import run_dissonance
 
     c = _open(corpus)
@@ -639,9 +637,7 @@ def run(
     ] = None,
     force: ForceOpt = False,
 ) -> None:
-    """Run every stage for every session in order (transcribe -> roles -> safety -> faces ->
-    face emotion -> voice -> words -> dissonance -> prompts + generation), resumably, and end with a
-    summary of what was done, skipped and failed."""
+    """Run every stage for every session in order (transcribe -> roles -> safety -> faces -> face emotion -> voice -> words -> dissonance -> prompts + generation), resumably, and end with a summary of what was done, skipped and failed."""
     from emoguide.runner.pipeline import run_pipeline
 
     c = _open(corpus)
@@ -665,7 +661,8 @@ def status(corpus: CorpusOpt) -> None:
         table.add_column(col, overflow="fold")
     for s in c.sessions():
         n = len(s.read_utterances())
-        for name, rec in s.stages.load().items():
+        records = sorted(s.stages.load().items(), key=lambda kv: kv[1].get("started", ""))
+        for name, rec in records:
             table.add_row(
                 s.id, str(n), name, rec.get("status", "?"), f"{rec.get('seconds', 0):.2f}",
                 "; ".join(rec.get("warnings", [])) or rec.get("error", ""),
@@ -682,9 +679,7 @@ def demo(
     ] = False,
     force: ForceOpt = False,
 ) -> None:
-    """Run the whole pipeline on the bundled 32 s sample session (a real face, two synthetic
-    voices) and print where the outputs are. The first run on a machine takes a few minutes
-    (the diarizer compiles once)."""
+    """Run the whole pipeline on the bundled 32 s sample session (a real face, two synthetic voices) and print where the outputs are. The first run on a machine takes a few minutes (the diarizer compiles once)."""
     from emoguide.demo import run_media_demo, run_text_demo
 
     runner = run_text_demo if text_only else run_media_demo
