@@ -40,6 +40,9 @@ def test_text_demo_runs_the_text_path_and_reruns_from_cache(tmp_path):
     assert gen["raw_output"].str.len().gt(0).all()
     assert gen["research_use_only"].all()
     assert not gen["cache_hit"].any()
+    meta = json.loads((out / "generations.json").read_text())
+    assert meta["models"]["llamacpp:smollm2"]["is_remote"] is False
+    assert "llama-cpp-python" in meta["versions"] and meta["settings"]["max_tokens"] == 256
     assert gen.loc[gen["condition"] == "dissonance", "prompt"].str.contains("(emotional dissonance)", regex=False).any()
 
     again = CliRunner().invoke(app, ["demo", "--text-only", "--out", str(out)], catch_exceptions=False)

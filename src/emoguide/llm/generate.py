@@ -421,7 +421,29 @@ def generate(
 
     executor.shutdown(wait=True)
     cache.close()
+    _write_meta(corpus, backends, settings)
     for backend in backends.values():
         backend.close()
     rows = [done_rows[k] for k in order if k in done_rows]
     return conform(pd.DataFrame(rows, columns=COLUMNS)), summary
+
+
+def _write_meta(corpus, backends: dict[str, LLMBackend], settings: LLMSettings) -> None:
+    """`generations.json` beside the table: what made the rows (backends, versions, settings),
+    merged with earlier runs' entries so a model used once stays described."""
+    from emoguide.corpus.atomic import read_json, write_json
+    from emoguide.corpus.stages import package_versions
+
+    meta_path = corpus.generations_path.with_suffix(".json")
+    meta = read_json(meta_path, default={}) or {}
+    models = dict(meta.get("models", {}))
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    for backend in backends.values():
+        models[backend.id] = {**backend.info(), "last_run": now}
+    meta.update(
+        models=models,
+        settings=settings.model_dump(mode="json", exclude={"providers"}),
+        versions=package_versions(("emoguide", "llama-cpp-python", "openai", "pandas", "pyarrow")),
+        research_use_only=True,
+    )
+    write_json(meta_path, meta)
