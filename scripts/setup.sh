@@ -25,6 +25,7 @@ command -v ffmpeg >/dev/null || need+=(ffmpeg)
 command -v espeak-ng >/dev/null || need+=(espeak-ng)   # synthetic voices for the ASR evaluation set
 command -v cmake >/dev/null || need+=(cmake)
 command -v g++ >/dev/null || need+=(g++)
+"$PY" -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)   # Debian splits venv out
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   echo "setup: installing system packages: ${need[*]}"
