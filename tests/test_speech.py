@@ -146,9 +146,15 @@ def test_reconcile_merges_tiny_spurious_cluster_but_keeps_real_third_speaker():
     tiny = {"S1": 50.0, "S2": 45.0, "S3": 1.0}  # ~1% of speech: spurious, closest to S1
     mapping, notes = reconcile_speakers([], c, expected=2, durations=tiny)
     assert mapping == {"S3": "S1"} and notes
-    real = {"S1": 50.0, "S2": 45.0, "S3": 20.0}  # a real third speaker
-    mapping, notes = reconcile_speakers([], c, expected=2, durations=real)
+    real = {"S1": 50.0, "S2": 45.0, "S3": 20.0}  # a third speaker with substantial speech...
+    # ...and a voice of its own (as far from S1 and S2 as they are from each other): kept
+    own = {"S1": np.array([1.0, 0.0, 0.0]), "S2": np.array([0.6, 0.8, 0.0]), "S3": np.array([0.6, 0.0, 0.8])}
+    mapping, notes = reconcile_speakers([], own, expected=2, durations=real)
     assert mapping == {} and "3 speakers kept" in notes[0]
+    # ...or S1's voice split in two (much closer to S1 than S1 is to S2): merged back
+    split = {**own, "S3": np.array([0.95, 0.2, 0.1])}
+    mapping, notes = reconcile_speakers([], split, expected=2, durations=real)
+    assert mapping == {"S3": "S1"} and "split" in notes[0]
     # One voice is never split to reach the expected two.
     assert reconcile_speakers([], None, expected=2, durations={"S1": 30.0}) == ({}, [])
     # Forced count: the smallest speakers are merged into their nearest.

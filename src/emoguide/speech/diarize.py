@@ -136,6 +136,7 @@ def reconcile_speakers(
     num_speakers: int | None = None,
     min_share: float = 0.05,
     durations: dict[str, float] | None = None,
+    split_margin: float = 0.05,
 ) -> tuple[dict[str, str], list[str]]:
     """Which speaker labels to merge into which, and notes saying why.
 
@@ -143,8 +144,10 @@ def reconcile_speakers(
       until exactly that many remain (never splits: fewer stay fewer, with a note).
     - otherwise, only when more speakers than `expected` were found: merge each speaker with less
       than `min_share` of the total speech into its nearest remaining speaker (by centroid cosine
-      similarity; without centroids, into the largest). Fewer speakers than expected are never
-      forced apart, and substantial extra speakers are kept.
+      similarity; without centroids, into the largest); then merge an extra speaker whose voice is
+      closer to one kept voice than the main voices are to each other by `split_margin` (one
+      voice split in two). Fewer speakers than expected are never forced apart, and a substantial
+      extra speaker with a voice of its own is kept.
     """
     dur = dict(durations or speaker_durations(segments))
     labels = sorted(dur, key=lambda k: -dur[k])
@@ -186,6 +189,28 @@ def reconcile_speakers(
             mapping[small] = into
             dur[into] += dur.pop(small)
             notes.append(f"merged {small} ({share:.1%} of speech) into {into}")
+        # A voice split in two: an extra speaker much closer to one kept voice than the main
+        # voices are to each other is the same person (seen on long dialogues: 0.75 to its twin
+        # vs 0.62 between the two real voices). A genuine third person sits about as far from
+        # both as they are from each other, and stays.
+        while len(alive) > expected and centroids and all(a in centroids for a in alive):
+            main, extras = alive[:expected], alive[expected:]
+            base = max(
+                (_cosine(centroids[a], centroids[b]) for i, a in enumerate(main) for b in main[i + 1:]),
+                default=-1.0,
+            )
+            small = min(extras, key=lambda k: dur[k])
+            into = nearest(small, main)
+            sim = _cosine(centroids[small], centroids[into])
+            if sim < base + split_margin:
+                break
+            alive.remove(small)
+            mapping[small] = into
+            dur[into] += dur.pop(small)
+            notes.append(
+                f"merged {small} into {into}: voice similarity {sim:.2f} vs {base:.2f} between the main "
+                "voices (one voice split in two)"
+            )
         if len(alive) > expected:
             notes.append(f"{len(alive)} speakers kept (expected {expected}): each has substantial speech")
     # Resolve chains (a -> b -> c).
@@ -195,6 +220,11 @@ def reconcile_speakers(
             v = mapping[v]
         mapping[k] = v
     return mapping, notes
+
+
+def _cosine(a, b) -> float:
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    return float(a @ b / ((np.linalg.norm(a) * np.linalg.norm(b)) or 1.0))
 
 
 class DiarizationBackend(ABC):
