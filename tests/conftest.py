@@ -24,3 +24,16 @@ def pytest_runtest_makereport(item, call):
 def pytest_make_collect_report(collector):
     outcome = yield
     _strict(outcome.get_result())
+
+
+@pytest.fixture(scope="module")
+def llama_server():
+    """A real `llama_cpp.server` on loopback serving the packaged SmolLM2 (tests/llm_server.py);
+    skips with the reason when llama-cpp-python[server] or the model is not installed."""
+    from llm_server import LlamaServer, server_available
+
+    reason = server_available()
+    if reason:
+        pytest.skip(reason)
+    with LlamaServer() as server:
+        yield server

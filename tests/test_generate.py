@@ -106,15 +106,6 @@ def _require_server():
         pytest.skip(reason)
 
 
-@pytest.fixture(scope="module")
-def llama_server():
-    _require_server()
-    from llm_server import LlamaServer
-
-    with LlamaServer() as server:
-        yield server
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_generate_rows_then_cached_rerun(llama_server, corpus, count_calls):

@@ -264,15 +264,6 @@ def _skip_without_llama():
         pytest.skip(reason)
 
 
-@pytest.fixture(scope="module")
-def llama_server():
-    _skip_without_llama()
-    from llm_server import LlamaServer
-
-    with LlamaServer() as server:
-        yield server
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_http_backend_against_real_llama_server(llama_server):
