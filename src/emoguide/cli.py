@@ -689,3 +689,11 @@ def demo(
 
 if __name__ == "__main__":  # pragma: no cover
     app()
+
+
+# The evaluation half: `emoguide rate ...`, `emoguide judge`, `emoguide stats ...`. Each module
+# keeps its heavy imports (FastAPI, statsmodels) inside its commands.
+from emoguide import cli_judge, cli_rate, cli_stats  # noqa: E402
+
+for _module in (cli_rate, cli_judge, cli_stats):
+    _module.register(app)
