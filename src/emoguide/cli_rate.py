@@ -158,7 +158,10 @@ def serve_cmd(
     _store(corpus).close()  # a clear error before the server starts when there is no study
     from emoguide.evaluation.rating import server
 
-    server.serve(corpus, host, port)
+    try:
+        server.serve(corpus, host, port)
+    except FileNotFoundError as exc:  # htmx not fetched, or the study vanished
+        _fail(str(exc))
 
 
 @rate_app.command("export")
