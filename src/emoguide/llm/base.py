@@ -9,8 +9,9 @@ remoteness without touching the network or the disk.
 from __future__ import annotations
 
 import ipaddress
+import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import urlparse
 
 from emoguide.errors import EmoguideError
@@ -45,6 +46,15 @@ class LLMError(EmoguideError):
         return self.kind in RETRYABLE_KINDS
 
 
+class TokenLogprob(TypedDict):
+    """One generated token: its text, its log-probability and the top alternatives at its position
+    (token text -> logprob, the chosen token included). Plain dicts, so they cache as JSON."""
+
+    token: str
+    logprob: float
+    top_logprobs: dict[str, float]
+
+
 @dataclass
 class Completion:
     text: str
@@ -53,9 +63,61 @@ class Completion:
     completion_tokens: int | None
     latency_s: float
     retries: int = 0
+    #: Per generated token, when ``complete(logprobs=k)`` asked for them and the backend returned
+    #: them; None otherwise (never an empty stand-in: callers must be able to tell).
+    logprobs: list[TokenLogprob] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _logaddexp(a: float, b: float) -> float:
+    hi, lo = max(a, b), min(a, b)
+    return hi + math.log1p(math.exp(lo - hi)) if lo > float("-inf") else hi
+
+
+def chat_logprobs(block: Any) -> list[TokenLogprob] | None:
+    """OpenAI's chat ``logprobs`` block (``{"content": [{"token", "logprob", "top_logprobs":
+    [{"token", "logprob"}, ...]}, ...]}``; llama-cpp-python returns the same shape as dicts, the
+    openai SDK as objects) -> our per-token list. None when there is none."""
+    if block is None:
+        return None
+    content = block.get("content") if isinstance(block, dict) else getattr(block, "content", None)
+    if content is None:
+        return None
+    out: list[TokenLogprob] = []
+    for entry in content:
+        get = entry.get if isinstance(entry, dict) else (lambda k, e=entry: getattr(e, k, None))
+        tops: dict[str, float] = {}
+        for alt in get("top_logprobs") or []:
+            aget = alt.get if isinstance(alt, dict) else (lambda k, a=alt: getattr(a, k, None))
+            tok, lp = aget("token"), aget("logprob")
+            if tok is not None and lp is not None:
+                # the same text twice (two token ids decoding alike): the text's probability is
+                # their sum
+                prev = tops.get(str(tok))
+                tops[str(tok)] = float(lp) if prev is None else _logaddexp(prev, float(lp))
+        token, lp = get("token"), get("logprob")
+        if token is None or lp is None:
+            raise TypeError(f"logprobs entry without token/logprob: {entry!r}")
+        out.append(TokenLogprob(token=str(token), logprob=float(lp), top_logprobs=tops))
+    return out
+
+
+def json_schema_of(response_format: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The JSON schema inside a ``response_format``, whichever form it came in:
+    llama.cpp's ``{"type": "json_object", "schema": S}``, OpenAI's ``{"type": "json_schema",
+    "json_schema": {"name": ..., "schema": S}}``, or a bare schema ``S``. None for no constraint."""
+    if not response_format:
+        return None
+    kind = response_format.get("type")
+    if kind == "json_object" and "schema" in response_format:
+        return dict(response_format["schema"])
+    if kind == "json_schema":
+        return dict((response_format.get("json_schema") or {}).get("schema") or {})
+    if kind in ("json_object", "text"):
+        raise ValueError(f"response_format {response_format!r} has no JSON schema")
+    return dict(response_format)  # a bare schema
 
 
 def override_env(provider: str, what: str) -> str:
@@ -116,7 +178,15 @@ class LLMBackend:
         max_tokens: int = 256,
         seed: int | None = None,
         timeout: float | None = None,
+        logprobs: int | None = None,
+        stop: list[str] | None = None,
+        response_format: dict[str, Any] | None = None,
     ) -> Completion:
+        """One chat completion. ``logprobs=k`` asks for the top-k alternatives of every generated
+        token (``Completion.logprobs``); a backend that cannot give them returns None there, and
+        the caller decides what that means. ``stop``: strings that end the answer (not included).
+        ``response_format``: JSON-schema-constrained decoding, given as a JSON schema wrapped
+        either way the servers take it (see `json_schema_of`); backends translate."""
         raise NotImplementedError
 
     def info(self) -> dict[str, Any]:

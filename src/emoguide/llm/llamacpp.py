@@ -4,6 +4,12 @@
 ``concurrency > 1`` the calls queue here one at a time. The timeout cannot interrupt the C code
 directly; a logits processor forces end-of-sequence once it runs past the deadline, and the call
 then fails with kind ``timeout`` (the partial text is discarded, not cached).
+
+Log-probabilities: llama-cpp-python (0.3.x) refuses ``logprobs`` unless the model was created
+with ``logits_all=True``, which keeps a float row per context position and vocabulary entry
+(n_ctx x n_vocab: about 400 MB for SmolLM2 at n_ctx 2048). So the model is loaded without it, and
+the first call that asks for logprobs reloads it with ``logits_all=True`` (or pass
+``logits_all=True`` up front); plain completions are unchanged either way.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from emoguide.errors import require
-from emoguide.llm.base import Completion, LLMBackend, LLMError
+from emoguide.llm.base import Completion, LLMBackend, LLMError, chat_logprobs, json_schema_of
 from emoguide.llm.models import ModelNotFoundError, resolve_gguf
 
 
@@ -30,8 +36,10 @@ class LlamaCppBackend(LLMBackend):
         n_ctx: int = 2048,
         n_threads: int | None = None,
         timeout_s: float = 120.0,
+        logits_all: bool = False,
     ):
         self.model = model
+        self.logits_all = bool(logits_all)
         self.n_ctx = int(n_ctx)
         self.n_threads = n_threads
         self.timeout_s = float(timeout_s)
@@ -41,26 +49,40 @@ class LlamaCppBackend(LLMBackend):
 
     def load(self) -> "LlamaCppBackend":
         with self._lock:
-            if self._llm is not None:
-                return self
-            llama_cpp = require("llama_cpp", "llm", "in-process llama.cpp")
-            try:
-                self.path = resolve_gguf(self.model)
-            except ModelNotFoundError as exc:
-                raise LLMError("config", str(exc)) from exc
-            threads = self.n_threads or max(1, min(8, os.cpu_count() or 1))
-            try:
-                self._llm = llama_cpp.Llama(
-                    model_path=str(self.path),
-                    n_ctx=self.n_ctx,
-                    n_threads=threads,
-                    verbose=False,
-                )
-            except Exception as exc:  # noqa: BLE001 - llama.cpp raises ValueError/RuntimeError
-                raise LLMError("config", f"{self.path}: could not load: {exc}") from exc
-            self._threads_used = threads
-            self._loaded = True
+            self._load_locked()
         return self
+
+    def _load_locked(self) -> None:
+        if self._llm is not None:
+            return
+        llama_cpp = require("llama_cpp", "llm", "in-process llama.cpp")
+        try:
+            self.path = resolve_gguf(self.model)
+        except ModelNotFoundError as exc:
+            raise LLMError("config", str(exc)) from exc
+        threads = self.n_threads or max(1, min(8, os.cpu_count() or 1))
+        try:
+            self._llm = llama_cpp.Llama(
+                model_path=str(self.path),
+                n_ctx=self.n_ctx,
+                n_threads=threads,
+                logits_all=self.logits_all,
+                verbose=False,
+            )
+        except Exception as exc:  # noqa: BLE001 - llama.cpp raises ValueError/RuntimeError
+            raise LLMError("config", f"{self.path}: could not load: {exc}") from exc
+        self._threads_used = threads
+        self._loaded = True
+
+    def _ensure_logits_all(self) -> None:
+        """Reload with ``logits_all=True`` (caller holds the lock); see the module docstring."""
+        if self.logits_all and self._llm is not None:
+            return
+        self.logits_all = True
+        llm, self._llm = self._llm, None
+        if llm is not None and hasattr(llm, "close"):
+            llm.close()
+        self._load_locked()
 
     def complete(
         self,
@@ -70,11 +92,19 @@ class LlamaCppBackend(LLMBackend):
         max_tokens: int = 256,
         seed: int | None = None,
         timeout: float | None = None,
+        logprobs: int | None = None,
+        stop: list[str] | None = None,
+        response_format: dict[str, Any] | None = None,
     ) -> Completion:
+        schema = json_schema_of(response_format)
         if self._llm is None:
             self.load()
         timeout = self.timeout_s if timeout is None else float(timeout)
         with self._lock:
+            if logprobs is not None:
+                self._ensure_logits_all()
+            elif self._llm is None:  # closed by another thread meanwhile
+                self._load_locked()
             start = time.perf_counter()
             deadline = start + timeout
             expired = False
@@ -98,6 +128,14 @@ class LlamaCppBackend(LLMBackend):
             }
             if seed is not None:
                 kwargs["seed"] = seed
+            if logprobs is not None:
+                kwargs["logprobs"] = True
+                kwargs["top_logprobs"] = max(1, int(logprobs))
+            if stop:
+                kwargs["stop"] = list(stop)
+            if schema is not None:
+                # llama-cpp-python compiles the schema to a GBNF grammar: decoding cannot leave it
+                kwargs["response_format"] = {"type": "json_object", "schema": schema}
             try:
                 response = self._llm.create_chat_completion(**kwargs)
             except ValueError as exc:  # e.g. prompt longer than n_ctx
@@ -115,6 +153,7 @@ class LlamaCppBackend(LLMBackend):
                 completion_tokens=usage.get("completion_tokens"),
                 latency_s=latency,
                 retries=0,
+                logprobs=chat_logprobs(choice.get("logprobs")) if logprobs is not None else None,
             )
         except (KeyError, IndexError, TypeError) as exc:
             raise LLMError("unparseable_response", f"{self.id}: {exc!r}") from exc
@@ -127,6 +166,7 @@ class LlamaCppBackend(LLMBackend):
                 "path": str(self.path) if self.path else None,
                 "n_ctx": self.n_ctx,
                 "n_threads": getattr(self, "_threads_used", self.n_threads),
+                "logits_all": self.logits_all,
             }
         )
         try:

@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any
 
-from emoguide.llm.base import Completion, LLMBackend, LLMError, override_env
+from emoguide.llm.base import Completion, LLMBackend, LLMError, chat_logprobs, json_schema_of, override_env
 
 #: Backoff: BACKOFF_BASE_S * 2**attempt, capped, with +-50% jitter. Retry-After wins when sent.
 BACKOFF_BASE_S = 0.5
@@ -135,7 +135,15 @@ class OpenAICompatBackend(LLMBackend):
         delay = min(BACKOFF_CAP_S, self.backoff_base_s * (2**attempt))
         return delay * (0.5 + random.random())
 
-    def _call(self, messages, temperature, max_tokens, seed, timeout):
+    def _response_format(self, schema: dict[str, Any]) -> dict[str, Any]:
+        """OpenAI, Gemini, vLLM and Ollama take OpenAI's ``json_schema`` form; llama-cpp-python's
+        server (``llamacpp-server``, and endpoints of your own, usually llama.cpp) takes
+        ``json_object`` with a ``schema``, which llama.cpp's own llama-server accepts too."""
+        if self.provider in ("openai", "gemini", "vllm", "ollama"):
+            return {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}}
+        return {"type": "json_object", "schema": schema}
+
+    def _call(self, messages, temperature, max_tokens, seed, timeout, logprobs=None, stop=None, schema=None):
         kwargs: dict[str, Any] = {
             "model": self.model,
             "messages": messages,
@@ -145,6 +153,14 @@ class OpenAICompatBackend(LLMBackend):
         }
         if seed is not None:
             kwargs["seed"] = seed
+        if logprobs is not None:
+            # OpenAI caps top_logprobs at 20; llama.cpp's server and vLLM accept the same form.
+            kwargs["logprobs"] = True
+            kwargs["top_logprobs"] = max(0, min(20, int(logprobs)))
+        if stop:
+            kwargs["stop"] = list(stop)[:4]  # OpenAI accepts at most 4
+        if schema is not None:
+            kwargs["response_format"] = self._response_format(schema)
         return self._client.chat.completions.create(**kwargs)
 
     def complete(
@@ -155,7 +171,11 @@ class OpenAICompatBackend(LLMBackend):
         max_tokens: int = 256,
         seed: int | None = None,
         timeout: float | None = None,
+        logprobs: int | None = None,
+        stop: list[str] | None = None,
+        response_format: dict[str, Any] | None = None,
     ) -> Completion:
+        schema = json_schema_of(response_format)
         if self._client is None:
             self.load()
         import openai
@@ -166,9 +186,9 @@ class OpenAICompatBackend(LLMBackend):
         while True:
             start = time.perf_counter()
             try:
-                response = self._call(messages, temperature, max_tokens, seed, timeout)
+                response = self._call(messages, temperature, max_tokens, seed, timeout, logprobs, stop, schema)
                 latency = time.perf_counter() - start
-                return self._to_completion(response, latency, retries)
+                return self._to_completion(response, latency, retries, want_logprobs=logprobs is not None)
             except openai.BadRequestError as exc:
                 text = str(exc)
                 if (
@@ -192,7 +212,9 @@ class OpenAICompatBackend(LLMBackend):
         suffix = f" (after {retries} retr{'y' if retries == 1 else 'ies'})" if retries else ""
         return LLMError(err.kind, f"{self.id} @ {self.endpoint}: {err.message}{suffix}", retries)
 
-    def _to_completion(self, response: Any, latency: float, retries: int) -> Completion:
+    def _to_completion(
+        self, response: Any, latency: float, retries: int, want_logprobs: bool = False
+    ) -> Completion:
         try:
             choice = response.choices[0]
             text = choice.message.content
@@ -206,6 +228,8 @@ class OpenAICompatBackend(LLMBackend):
                 completion_tokens=getattr(usage, "completion_tokens", None) if usage else None,
                 latency_s=latency,
                 retries=retries,
+                # a server that ignores the request sends no block: None, for the caller to judge
+                logprobs=chat_logprobs(getattr(choice, "logprobs", None)) if want_logprobs else None,
             )
         except (AttributeError, IndexError, TypeError, ValueError) as exc:
             raise LLMError(

@@ -1,0 +1,10 @@
+"""The LLM judge (`emoguide judge`): G-Eval scoring of generated interventions.
+
+- `steps`: the evaluation steps per criterion, generated once (auto chain-of-thought) or taken
+  from the packaged hand-written default, frozen in ``<corpus>/judge/steps.toml``.
+- `prompt`: one blinded prompt per criterion (never the generation prompt, model or condition).
+- `scoring`: a score distribution from token log-probabilities, or from n samples.
+- `run`: the stage itself, cached, resumable and concurrent, writing ``judgments.parquet``.
+
+Nothing heavy is imported here.
+"""
