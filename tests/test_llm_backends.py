@@ -309,3 +309,83 @@ def test_missing_gguf_is_a_config_error(tmp_path):
     with pytest.raises(LLMError) as info:
         backend.load()
     assert info.value.kind == "config" and "nope.gguf" in str(info.value)
+
+
+# -- stop sequences and JSON-schema-constrained decoding ------------------------------------------
+
+ANSWER_SCHEMA = {
+    "type": "object",
+    "properties": {"technique": {"type": "string"}, "response": {"type": "string"}},
+    "required": ["technique", "response"],
+}
+
+
+def test_json_schema_of_accepts_each_form():
+    from emoguide.llm.base import json_schema_of
+
+    assert json_schema_of(None) is None
+    assert json_schema_of({"type": "json_object", "schema": ANSWER_SCHEMA}) == ANSWER_SCHEMA
+    assert json_schema_of({"type": "json_schema", "json_schema": {"name": "a", "schema": ANSWER_SCHEMA}}) == ANSWER_SCHEMA
+    assert json_schema_of(ANSWER_SCHEMA) == ANSWER_SCHEMA
+    with pytest.raises(ValueError, match="no JSON schema"):
+        json_schema_of({"type": "json_object"})
+
+
+def test_stop_and_schema_reach_the_server_in_its_form():
+    ok = (200, {}, _completion_body('{"technique": "Validation", "response": "That sounds hard."}'), 0)
+    with Stub([ok]) as stub:
+        backend = _stub_backend(stub)  # an endpoint of the user's own: llama.cpp's form
+        backend.complete(MESSAGES, stop=["\n\n"], response_format={"type": "json_object", "schema": ANSWER_SCHEMA})
+        backend.complete(MESSAGES)
+    sent, plain = stub.requests[0][1], stub.requests[1][1]
+    assert sent["stop"] == ["\n\n"]
+    assert sent["response_format"] == {"type": "json_object", "schema": ANSWER_SCHEMA}
+    assert "stop" not in plain and "response_format" not in plain  # nothing sent unless asked
+    openai_backend = get_backend("openai:gpt-4o-mini", LLMSettings())
+    assert openai_backend._response_format(ANSWER_SCHEMA)["json_schema"]["schema"] == ANSWER_SCHEMA
+
+
+def test_cache_key_separates_constrained_answers():
+    from emoguide.llm.cache import cache_key
+
+    plain = cache_key("m", MESSAGES, 0.0, 32, 0)
+    assert cache_key("m", MESSAGES, 0.0, 32, 0, stop=None, response_format=None) == plain  # old keys kept
+    assert cache_key("m", MESSAGES, 0.0, 32, 0, stop=["\n"]) != plain
+    assert cache_key("m", MESSAGES, 0.0, 32, 0, response_format={"type": "json_object", "schema": ANSWER_SCHEMA}) != plain
+
+
+def _assert_schema_answer(text: str) -> None:
+    data = json.loads(text)  # the grammar allows nothing else
+    assert set(ANSWER_SCHEMA["required"]) <= set(data)
+    assert all(isinstance(data[k], str) for k in ANSWER_SCHEMA["required"])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_schema_constrained_answer_from_real_llama_server(llama_server):
+    settings = LLMSettings(providers={"local": ProviderSettings(base_url=llama_server.base_url)})
+    backend = get_backend("local:smollm2", settings).load()
+    fmt = {"type": "json_object", "schema": ANSWER_SCHEMA}
+    out = backend.complete(MESSAGES, temperature=0.0, max_tokens=96, seed=1, timeout=120, response_format=fmt)
+    if out.finish_reason == "stop":
+        _assert_schema_answer(out.text)
+    else:  # cut by max_tokens: still a prefix of the grammar, an object being written
+        assert out.text.lstrip().startswith("{")
+    stopped = backend.complete(MESSAGES, temperature=0.0, max_tokens=48, seed=1, timeout=120, stop=[" "])
+    assert " " not in stopped.text.strip()  # the first space ended it
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_schema_constrained_answer_in_process():
+    _skip_without_llama()
+    backend = get_backend("llamacpp:smollm2", LLMSettings(n_threads=2, n_ctx=1024)).load()
+    try:
+        fmt = {"type": "json_object", "schema": ANSWER_SCHEMA}
+        out = backend.complete(MESSAGES, temperature=0.0, max_tokens=96, seed=1, response_format=fmt)
+        if out.finish_reason == "stop":
+            _assert_schema_answer(out.text)
+        else:
+            assert out.text.lstrip().startswith("{")
+    finally:
+        backend.close()
