@@ -52,8 +52,8 @@ def register(app: typer.Typer) -> None:
         ] = "auto",
         samples: Annotated[int, typer.Option(help="Samples per score for --method sampling (temperature 1).")] = 20,
         criteria_from_study: Annotated[
-            bool, typer.Option("--criteria-from-study", help="Judge the rating study's criteria (corpus ratings.sqlite) instead of the paper's three.")
-        ] = False,
+            bool, typer.Option("--criteria-from-study/--paper-criteria", help="Judge the rating study's criteria when the corpus has a study (ratings.sqlite), so judge and raters read the same statements; --paper-criteria: always the paper's three.")
+        ] = True,
         steps: Annotated[
             Optional[Path], typer.Option("--steps", help="Evaluation steps file (TOML) to use instead of <corpus>/judge/steps.toml.")
         ] = None,
