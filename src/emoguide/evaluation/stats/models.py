@@ -108,17 +108,27 @@ def _reference(levels: list[str], reference: str, what: str, notes: list[str]) -
 
 def fit_crossed(data: pd.DataFrame, formula: str, criterion: str = "") -> tuple[Any, list[str]]:
     """Fit `formula` with crossed random intercepts for `rater_id` and `context` (columns of
-    `data`): one all-data group + two variance components, REML. Returns (result, warnings)."""
+    `data`): one all-data group + variance components, REML. Returns (result, warnings).
+
+    When `data` has a `response` column (context x model x condition) and some response was rated
+    more than once, the response gets its own random intercept too (the response is nested in
+    context x condition x model). Without it the ratings of one response count as independent
+    evidence about its condition: in a simulation with several raters per response (5 raters x
+    20 contexts x 4 conditions, 200 studies; tests/test_stats_sim.py) the 95% CI of a planted
+    contrast covered the truth in only 70% of studies; with it, 96.5%."""
     require("statsmodels", "stats")
     import statsmodels.formula.api as smf
 
+    vc = {"rater": "0 + C(rater_id)", "context": "0 + C(context)"}
+    if "response" in data.columns and data["response"].duplicated().any():
+        vc["response"] = "0 + C(response)"
     caught: list[str] = []
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         try:
             model = smf.mixedlm(
                 formula, data, groups=np.ones(len(data)), re_formula="0",
-                vc_formula={"rater": "0 + C(rater_id)", "context": "0 + C(context)"},
+                vc_formula=vc,
                 # sparse vc design: same estimates, about half the time on 6,000 ratings (the
                 # single-group approach is slow, statsmodels issue #1946)
                 use_sparse=True,
@@ -138,7 +148,7 @@ def fit_crossed(data: pd.DataFrame, formula: str, criterion: str = "") -> tuple[
 def _variance_components(result) -> dict[str, float]:
     vc = {}
     names = getattr(result.model, "exog_vc", None)
-    names = list(names.names) if names is not None else ["rater", "context"]
+    names = list(names.names) if names is not None else ["rater", "context", "response"][: len(np.atleast_1d(result.vcomp))]
     for name, value in zip(names, np.atleast_1d(result.vcomp)):
         vc[str(name)] = float(value)
     vc["residual"] = float(result.scale)
@@ -188,6 +198,7 @@ def mixed_contrasts(df: pd.DataFrame, criterion: str, with_model: bool = True, r
         "cond": _ordered_categorical(sub["condition"], levels),
         "rater_id": sub["rater_id"].astype(str).to_numpy(),
         "context": sub["context"].astype(str).to_numpy(),
+        "response": sub["response"].astype(str).to_numpy(),
     })
     formula = "score ~ C(cond)"
     models = sorted(sub["model"].dropna().astype(str).unique())
@@ -229,6 +240,7 @@ def mixed_group_effect(df: pd.DataFrame, criterion: str, reference: str = "base"
         "grp": _ordered_categorical(sub["rater_group"], groups),
         "rater_id": sub["rater_id"].astype(str).to_numpy(),
         "context": sub["context"].astype(str).to_numpy(),
+        "response": sub["response"].astype(str).to_numpy(),
     })
     formula = "score ~ C(grp)"
     if len(levels) > 1:
