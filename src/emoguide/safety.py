@@ -1,16 +1,22 @@
-"""Acute-risk screen for patient utterances: a transparent, high-recall lexical screen.
+"""Acute-risk screen for patient utterances.
 
+The default screen is `risk-v2` (emoguide.risk: lexical, semantic, classifier and context layers;
+`SCREEN_ID`). This module keeps its lexical layer, `lexical-v1` (`LEXICAL_SCREEN_ID`), and the
+table-level entry point `screen_utterances`, which runs either.
+
+The lexical layer:
 Categories `suicide`, `self_harm`, `harm_to_others`, each a list of regular expressions in the
 packaged `safety_terms.toml`, matched case-insensitively on whole words. Mentions are flagged even
 when negated ("I'm not suicidal"): the screen routes utterances to a human, so it errs toward
 recall; a simple negation cue in the few words before a hit is recorded as " [negated]" on the
 term so the reviewer sees it. This is not a clinical instrument (docs/safety.md).
 
-Callers record `SCREEN_ID` with the results so a later change of the term list is visible.
+Callers record the screen id with the results so a later change of the term list is visible.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from collections.abc import Iterable
@@ -22,7 +28,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-SCREEN_ID = "lexical-v1"
+from emoguide.corpus.schema import SAFETY_COLUMNS as SAFETY_DTYPES
+
+LEXICAL_SCREEN_ID = "lexical-v1"
+SCREEN_ID = "risk-v2"  # the default screen (emoguide.risk.screen.SCREEN_ID)
 CATEGORIES: tuple[str, ...] = ("suicide", "self_harm", "harm_to_others")
 NEGATED_MARK = " [negated]"
 
@@ -70,7 +79,7 @@ class LexicalScreen:
 
     def __init__(self, config: dict, source: str = "<dict>"):
         meta = config.get("meta", {})
-        self.id: str = str(meta.get("id", SCREEN_ID))
+        self.id: str = str(meta.get("id", LEXICAL_SCREEN_ID))
         self.source = source
         self.negation_window: int = int(meta.get("negation_window", 3))
         self.negation_cues: frozenset[str] = frozenset(
@@ -151,29 +160,41 @@ def load_screen(path: str | Path | None = None) -> LexicalScreen:
 def _default_screen() -> LexicalScreen:
     ref = resources.files("emoguide").joinpath("safety_terms.toml")
     screen = LexicalScreen(tomllib.loads(ref.read_text(encoding="utf-8")), "emoguide/safety_terms.toml")
-    if screen.id != SCREEN_ID:  # pragma: no cover - guards against editing one without the other
-        raise RuntimeError(f"safety_terms.toml id {screen.id!r} != SCREEN_ID {SCREEN_ID!r}")
+    if screen.id != LEXICAL_SCREEN_ID:  # pragma: no cover - guards against editing one without the other
+        raise RuntimeError(f"safety_terms.toml id {screen.id!r} != LEXICAL_SCREEN_ID {LEXICAL_SCREEN_ID!r}")
     return screen
 
 
 def screen_text(text: str, screen: LexicalScreen | None = None) -> RiskResult:
-    """Screen one utterance with the packaged term list (or `screen`)."""
+    """Screen one utterance with the lexical layer alone: the packaged term list (or `screen`).
+    For the default layered screen use `risk_screen().screen(text, previous)`."""
     return (screen or _default_screen()).screen(text)
+
+
+@lru_cache(maxsize=1)
+def risk_screen():
+    """The default risk-v2 screen, built once per process (it loads the embedding model)."""
+    from emoguide.risk import RiskScreen
+
+    return RiskScreen()
 
 
 def screen_utterances(
     df: pd.DataFrame,
     roles: Iterable[str] | str = ("patient",),
-    screen: LexicalScreen | None = None,
+    screen=None,
     text_column: str = "text",
     role_column: str = "role",
+    context: bool = True,
 ) -> pd.DataFrame:
-    """Return a copy of `df` with `risk_flag`, `risk_categories`, `risk_terms` filled in.
+    """Return a copy of `df` with the risk columns (corpus.schema.SAFETY_COLUMNS) filled in.
 
-    Only rows whose role is in `roles` (case-insensitive) are screened: they get a boolean
-    `risk_flag` (False when nothing matched) and comma-separated `risk_categories` / `risk_terms`
-    ("" when nothing matched). Other rows get <NA> in all three columns: "not screened", which is
-    not the same as "screened, nothing found".
+    `screen` is a risk-v2 `RiskScreen` (the default, `risk_screen()`) or a `LexicalScreen` (the
+    lexical layer alone: flag on any hit, negated ones included; level and score null). Only rows
+    whose role is in `roles` (case-insensitive) are screened: they get a boolean `risk_flag` and
+    ""-for-nothing strings. Other rows get <NA> everywhere: "not screened", which is not the same
+    as "screened, nothing found". With `context`, each screened row is read with the previous
+    screened row of the same session (`session_id` column, in table order).
     """
     if isinstance(roles, str):
         roles = (roles,)
@@ -181,34 +202,59 @@ def screen_utterances(
     for col in (text_column, role_column):
         if col not in df.columns:
             raise KeyError(f"screen_utterances needs a {col!r} column; got {list(df.columns)}")
-    scr = screen or _default_screen()
+    scr = screen if screen is not None else risk_screen()
     out = df.copy()
     role = out[role_column].astype("string").str.lower()
     mask = role.isin(list(wanted)).fillna(False).astype(bool)
-
     n = len(out)
-    flags: list[object] = [pd.NA] * n
-    cats: list[object] = [pd.NA] * n
-    terms: list[object] = [pd.NA] * n
+    cols: dict[str, list[object]] = {c: [pd.NA] * n for c in
+                                     ("risk_flag", "risk_categories", "risk_terms", "risk_level", "risk_score", "risk_evidence", "risk_screen")}
     texts = out[text_column].to_numpy(dtype=object)
-    for i in np.flatnonzero(mask.to_numpy()):
-        res = scr.screen(texts[i])
-        flags[i] = res.flag
-        cats[i] = ",".join(res.categories)
-        terms[i] = ",".join(res.terms)
-    out["risk_flag"] = pd.array(flags, dtype="boolean")
-    out["risk_categories"] = pd.array(cats, dtype="string")
-    out["risk_terms"] = pd.array(terms, dtype="string")
+    rows = np.flatnonzero(mask.to_numpy())
+    if isinstance(scr, LexicalScreen):
+        for i in rows:
+            res = scr.screen(texts[i])
+            cols["risk_flag"][i] = res.flag
+            cols["risk_categories"][i] = ",".join(res.categories)
+            cols["risk_terms"][i] = ",".join(res.terms)
+            cols["risk_evidence"][i] = json.dumps([f"term: {t}" for t in res.terms], ensure_ascii=False)
+            cols["risk_screen"][i] = scr.id
+    else:
+        sessions = out["session_id"].to_numpy(dtype=object) if "session_id" in out.columns else np.zeros(n, dtype=object)
+        previous: list[str | None] = []
+        last: dict[object, object] = {}
+        for i in rows:
+            key = sessions[i]
+            previous.append(last.get(key) if context else None)
+            if not _blank(texts[i]):
+                last[key] = texts[i]
+        readings = scr.screen_many([texts[i] for i in rows], previous)
+        for i, r in zip(rows, readings):
+            for k, v in r.to_dict().items():
+                cols[k][i] = pd.NA if v is None else v
+    for col, values in cols.items():
+        if SAFETY_DTYPES[col] == "float64":
+            values = [np.nan if v is pd.NA else v for v in values]
+        out[col] = pd.array(values, dtype=SAFETY_DTYPES[col])
     return out
+
+
+def _blank(text: object) -> bool:
+    try:
+        return text is None or bool(pd.isna(text)) or not str(text).strip()
+    except (TypeError, ValueError):
+        return False
 
 
 __all__ = [
     "CATEGORIES",
+    "LEXICAL_SCREEN_ID",
     "Detection",
     "LexicalScreen",
     "RiskResult",
     "SCREEN_ID",
     "load_screen",
+    "risk_screen",
     "screen_text",
     "screen_utterances",
 ]

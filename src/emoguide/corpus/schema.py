@@ -61,6 +61,11 @@ SAFETY_COLUMNS: dict[str, str] = {
     "risk_flag": "boolean",
     "risk_categories": "string",
     "risk_terms": "string",
+    # risk-v2 (docs/safety.md): none/low/moderate/high; null when the semantic layer was unavailable
+    "risk_level": "string",
+    "risk_score": "float64",  # the classifier's probability, [0, 1]; null when unavailable
+    "risk_evidence": "string",  # JSON list of the matched bank entries, terms, context and LLM notes
+    "risk_screen": "string",  # screen id@version (+ layers), e.g. "risk-v2@2.0.0"
 }
 
 

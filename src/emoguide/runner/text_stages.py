@@ -48,21 +48,31 @@ def _per_session(
         summary.add(session.id, stage, "done", "; ".join(run.warnings))
 
 
-def run_safety(corpus: Corpus, sessions: Iterable[str] | None = None, force: bool = False) -> BatchSummary:
-    """Flag patient utterances with signs of acute risk (see docs/safety.md)."""
+def run_safety(
+    corpus: Corpus, sessions: Iterable[str] | None = None, force: bool = False, screen=None
+) -> BatchSummary:
+    """Flag patient utterances with signs of acute risk: the risk-v2 screen by default, or
+    `screen` (a RiskScreen or a lexical-only LexicalScreen); see docs/safety.md."""
     from emoguide import safety
 
     summary = BatchSummary("safety screen")
+    scr = screen if screen is not None else safety.risk_screen()
+    info = scr.info() if hasattr(scr, "info") else {"id": scr.id, "layers": ["lexical"]}
 
     def work(session: Session, run) -> pd.DataFrame:
-        run.backends["safety"] = safety.SCREEN_ID
-        df = safety.screen_utterances(session.read_utterances())
+        run.backends["safety"] = info["id"]
+        run.extra["safety"] = info
+        if info.get("semantic_error"):
+            run.warn(f"semantic layer unavailable, lexical layer only: {info['semantic_error']}")
+        df = safety.screen_utterances(session.read_utterances(), screen=scr)
         n = int(df["risk_flag"].fillna(False).sum())
         if n:
-            run.warn(f"{n} patient utterance(s) flagged for acute-risk review")
+            levels = df.loc[df["risk_flag"].fillna(False).astype(bool), "risk_level"].dropna().value_counts()
+            detail = ", ".join(f"{int(levels[lv])} {lv}" for lv in ("high", "moderate", "low") if lv in levels)
+            run.warn(f"{n} patient utterance(s) flagged for acute-risk review" + (f" ({detail})" if detail else ""))
         return df
 
-    _per_session(corpus, "safety", sessions, {"screen": safety.SCREEN_ID}, ["ingest", "utterances", "roles"], work, force, summary)
+    _per_session(corpus, "safety", sessions, {"screen": info["id"]}, ["ingest", "utterances", "roles"], work, force, summary)
     return summary
 
 

@@ -1,0 +1,437 @@
+"""risk-v2: the layered risk screen (docs/safety.md).
+
+Layers, per utterance:
+
+1. lexical: the lexical-v1 term list (emoguide.safety); its hits are features and evidence;
+2. semantic: the utterance (and each of its clauses) embedded with all-MiniLM-L6-v2 and compared
+   with the bank of risk expressions and hard negatives (bank.toml);
+3. classifier: a logistic regression over a handful of similarity and lexical features
+   (model.json, fitted by emoguide.risk.fit on the fit part of tests/data/risk_dev.csv only);
+   it gives `risk_score`, the flag is `score >= threshold`;
+4. context: where a previous patient utterance is known, the pair is read together and that
+   reading is kept when it adds risk the previous utterance alone did not carry;
+5. optional LLM layer (emoguide.risk.llm): may raise a flag or a level, never clears one.
+
+When the embedding model cannot be loaded the screen says why (`semantic_error`) and runs the
+lexical layer alone; every such reading carries `risk_screen = "risk-v2@<version>/lexical-only"`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emoguide.risk.bank import CATEGORIES, LEVELS, Bank, load_bank
+from emoguide.risk.embed import Embedder, RiskModelError
+
+SCREEN_ID = "risk-v2"
+FEATURES: tuple[str, ...] = (
+    "max_pos", "top3_pos", "max_neg", "top3_neg", "knn_pos", "margin", "lex_hit", "lex_negated",
+    "negation_cue", "past_cue", "other_subject",
+)
+# Cheap linguistic cues the embeddings are known to be weak on (negation, tense, whose experience).
+# Hand-written because no packaged parser gives these offline at this speed; the classifier weighs them.
+_NEGATION_RE = re.compile(r"\b(?:not|never|no|none|nothing|n't|isn't|wasn't|don't|doesn't|didn't|won't|wouldn't|haven't|hasn't|can't|cannot)\b|n't\b", re.I)
+_PAST_RE = re.compile(
+    r"\b(?:used to|years? ago|months ago|long time ago|long ago|back then|at the time|in the past|as a (?:teen(?:ager)?|kid|child)"
+    r"|when I was (?:a |at |in |younger|little|\d+|fifteen|sixteen|seventeen|eighteen|nineteen|twenty)|behind me|since then|anymore|any more"
+    r"|got through|got over|recovered|clean for|free of|haven't (?:since|in))\b", re.I)
+_OTHER_RE = re.compile(
+    r"^\W*(?:my|our|his|her|their|a|the)\s+(?:\w+\s+)?(?:friend|brother|sister|mum|mom|mother|dad|father|son|daughter|husband|wife|partner|"
+    r"boyfriend|girlfriend|cousin|aunt|uncle|grandmother|grandfather|gran|nan|neighbou?r|coworker|colleague|boss|flatmate|roommate|"
+    r"teen(?:ager)?|kid|child|patient|ex|stepfather|stepdad|stepmother|man|woman|guy)s?\b|^\W*(?:he|she|they)\b", re.I)
+LEXICAL_ONLY = "lexical-only"
+KNN_K = 10
+KNN_TEMPERATURE = 0.05
+
+_SEGMENT_RE = re.compile(r"(?<=[.!?])\s+")
+SEGMENT_MIN_WORDS = 16
+_WORD_RE = re.compile(r"[A-Za-z']+")
+_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u2032": "'"})
+
+
+def segments(text: str, max_segments: int = 4) -> list[str]:
+    """The utterance, then its sentences when it is long (a risk sentence is diluted among many).
+    Short utterances stay whole, so "I used to cut. Not anymore." is read as one statement."""
+    if len(_WORD_RE.findall(text)) < SEGMENT_MIN_WORDS:
+        return [text]
+    parts = [p.strip() for p in _SEGMENT_RE.split(text) if p and len(_WORD_RE.findall(p)) >= 2]
+    if len(parts) <= 1:
+        return [text]
+    return [text] + parts[:max_segments]
+
+
+@dataclass
+class RiskReading:
+    """One utterance's reading; the fields map one to one onto the risk_* columns."""
+
+    flag: bool
+    level: str | None  # none / low / moderate / high; None when the semantic layer was unavailable
+    categories: list[str]
+    score: float | None
+    evidence: list[str]
+    screen: str
+    terms: list[str] = field(default_factory=list)  # lexical terms, as risk_terms always held
+    types: list[str] = field(default_factory=list)  # "suicide/plan", ... (the bank types behind the level)
+    context_used: bool = False
+    max_pos: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "risk_flag": self.flag,
+            "risk_level": self.level,
+            "risk_categories": ",".join(self.categories),
+            "risk_score": None if self.score is None else round(float(self.score), 4),
+            "risk_evidence": json.dumps(self.evidence, ensure_ascii=False),
+            "risk_screen": self.screen,
+            "risk_terms": ",".join(self.terms),
+        }
+
+
+@dataclass
+class _Row:
+    """Features of one text (a whole utterance, a clause, or a context pair)."""
+
+    x: np.ndarray
+    prob: float
+    type_scores: np.ndarray
+    top_pos: list[tuple[int, float]]
+    max_pos: float
+
+
+class RiskScreen:
+    """The risk-v2 screen. Heavy parts load once, on construction; `strict=True` raises
+    RiskModelError instead of falling back to the lexical layer."""
+
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        bank: Bank | str | Path | None = None,
+        classifier: dict | str | Path | None = None,
+        lexical=None,
+        llm=None,
+        strict: bool = False,
+        use_context: bool = True,
+        batch_size: int = 64,
+    ):
+        from emoguide import safety
+
+        self.lexical = lexical or safety.load_screen()
+        self.bank = bank if isinstance(bank, Bank) else load_bank(bank)
+        self.classifier = _load_classifier(classifier)
+        self.version = self.bank.version
+        self.use_context = use_context
+        self.warnings: list[str] = []
+        if self.classifier.get("bank_digest") not in (None, self.bank.digest):
+            self.warnings.append(
+                f"{self.bank.source}: the bank changed since the classifier was fitted; refit with python -m emoguide.risk.fit"
+            )
+        self.semantic_error: str | None = None
+        self.embedder: Embedder | None = None
+        try:
+            self.embedder = Embedder(model_path, batch_size=batch_size)
+            self._bank_emb = _bank_embeddings(self.bank, self.embedder)
+        except RiskModelError as exc:
+            if strict:
+                raise
+            self.semantic_error = str(exc)
+            self.embedder = None
+        if self.embedder is not None:
+            pos = np.array([e.positive for e in self.bank.entries])
+            self._pos_idx = np.flatnonzero(pos)
+            self._neg_idx = np.flatnonzero(~pos)
+            self._types = self.bank.types()
+            keys = [f"{c}/{t}" for c, t, _ in self._types]
+            entry_type = np.array([keys.index(self.bank.entries[i].key) for i in self._pos_idx])
+            self._type_masks = [entry_type == k for k in range(len(keys))]
+        self.llm = None
+        if llm is not None:
+            from emoguide.risk.llm import LLMLayer
+
+            self.llm = llm if isinstance(llm, LLMLayer) else LLMLayer(llm)
+
+    # ------------------------------------------------------------------ identity
+
+    @property
+    def lexical_only(self) -> bool:
+        return self.embedder is None
+
+    @property
+    def id(self) -> str:
+        """What `risk_screen` holds: id@version, plus the layer set when it is not the default."""
+        sid = f"{SCREEN_ID}@{self.version}"
+        if self.lexical_only:
+            return f"{sid}/{LEXICAL_ONLY}"
+        if self.llm is not None:
+            return f"{sid}+llm:{self.llm.backend_id}"
+        return sid
+
+    def info(self) -> dict[str, Any]:
+        """What the safety stage records in stages.json."""
+        return {
+            "id": self.id,
+            "layers": ["lexical"] + ([] if self.lexical_only else ["semantic", "classifier"] + (["context"] if self.use_context else []))
+            + (["llm"] if self.llm is not None else []),
+            "lexical": self.lexical.id,
+            "bank": f"{self.bank.source} ({len(self.bank.entries)} entries, sha256 {self.bank.digest[:12]})",
+            "model": None if self.embedder is None else str(self.embedder.path),
+            "threshold": self.classifier["threshold"],
+            "semantic_error": self.semantic_error,
+        }
+
+    # ------------------------------------------------------------------ scoring
+
+    def _features(self, texts: list[str]) -> list[_Row]:
+        if not texts:
+            return []
+        emb = self.embedder.encode([t.translate(_APOSTROPHES) for t in texts])
+        sims = emb @ self._bank_emb.T
+        pos = sims[:, self._pos_idx]
+        neg = sims[:, self._neg_idx]
+        clf = self.classifier
+        mean, scale, coef = (np.asarray(clf[k], dtype=np.float64) for k in ("mean", "scale", "coef"))
+        rows: list[_Row] = []
+        for i, text in enumerate(texts):
+            p, n = pos[i], neg[i]
+            ps, ns = np.sort(p)[::-1], np.sort(n)[::-1]
+            allsim = np.concatenate([p, n])
+            top = np.argsort(allsim)[::-1][:KNN_K]
+            w = np.exp((allsim[top] - allsim[top[0]]) / KNN_TEMPERATURE)
+            knn = float((w * (top < len(p))).sum() / w.sum())
+            lex = self.lexical.screen(text)
+            lex_hit = float(any(not d.negated for d in lex.detections))
+            lex_neg = float(bool(lex.detections) and not lex_hit)
+            x = np.array([
+                ps[0], ps[:3].mean(), ns[0], ns[:3].mean(), knn, ps[0] - ns[0], lex_hit, lex_neg,
+                float(bool(_NEGATION_RE.search(text))), float(bool(_PAST_RE.search(text))), float(bool(_OTHER_RE.search(text))),
+            ])
+            z = float(((x - mean) / scale) @ coef + clf["intercept"])
+            prob = 1.0 / (1.0 + math.exp(-z))
+            type_scores = np.array([np.sort(p[m])[::-1][:2].mean() for m in self._type_masks])
+            order = np.argsort(p)[::-1][:5]
+            rows.append(_Row(x, prob, type_scores, [(int(self._pos_idx[j]), float(p[j])) for j in order], float(ps[0])))
+        return rows
+
+    def _reading(self, text: str, rows: list[_Row], lex, own: _Row | None = None) -> RiskReading:
+        """`own`: in a context reading, the current utterance alone; what kind of risk it is
+        (its nearest bank types) counts beside the pair's ("I have a plan" is the plan)."""
+        best = max(rows, key=lambda r: r.prob)
+        type_scores = best.type_scores
+        top_pos = best.top_pos if own is None else sorted(best.top_pos + own.top_pos, key=lambda e: -e[1])
+        thr = float(self.classifier["threshold"])
+        flag = best.prob >= thr
+        # Lexical floor: an explicit risk term, not negated, in a statement with no cue that it is
+        # past or someone else's, is flagged unless the semantic layer scores it far below the threshold.
+        # A near-zero semantic score (clinical talk, negation after the term) still clears it.
+        floor = float(self.classifier.get("lexical_floor", 0.5)) * thr
+        if not flag and best.prob >= floor and any(not d.negated for d in lex.detections) and not (
+            _PAST_RE.search(text) or _OTHER_RE.search(text)
+        ):
+            flag = True
+        terms = [t for t in lex.terms]
+        evidence: list[str] = []
+        categories: list[str] = []
+        types: list[str] = []
+        level = "none"
+        if flag:
+            margin = float(self.classifier.get("category_margin", 0.04))
+            top = float(type_scores.max())
+            cat_best: dict[str, int] = {}
+            for k, (cat, _typ, _lv) in enumerate(self._types):
+                if cat not in cat_best or type_scores[k] > type_scores[cat_best[cat]]:
+                    cat_best[cat] = k
+            lex_cats = {d.category for d in lex.detections if not d.negated}
+            for cat in CATEGORIES:
+                k = cat_best.get(cat)
+                if k is None:
+                    continue
+                if type_scores[k] >= top - margin or cat in lex_cats:
+                    categories.append(cat)
+                    c, t, lv = self._types[k]
+                    types.append(f"{c}/{t}")
+                    level = max(level, lv, key=LEVELS.index)
+            if own is not None:
+                # read with its context, the utterance is the kind of risk it is nearest to
+                c, t, lv = self._types[int(np.argmax(own.type_scores))]
+                if c not in categories:
+                    categories = [x for x in CATEGORIES if x in categories or x == c]
+                if f"{c}/{t}" not in types:
+                    types.append(f"{c}/{t}")
+                level = max(level, lv, key=LEVELS.index)
+            seen_idx: set[int] = set()
+            for idx, sim in top_pos[:4]:
+                if idx in seen_idx:
+                    continue
+                seen_idx.add(idx)
+                e = self.bank.entries[idx]
+                if e.category in categories:
+                    evidence.append(f"bank {e.key} ({sim:.2f}): {e.text}")
+        evidence.extend(f"term: {t}" for t in terms)
+        return RiskReading(flag, level, categories, best.prob, evidence, self.id, terms, types, max_pos=best.max_pos)
+
+    def _lexical_reading(self, text: object) -> RiskReading:
+        lex = self.lexical.screen(text)
+        return RiskReading(lex.flag, None, list(lex.categories), None, [f"term: {t}" for t in lex.terms], self.id, list(lex.terms))
+
+    def screen(self, text: object, previous: str | None = None) -> RiskReading:
+        """Screen one utterance, optionally with the previous patient utterance."""
+        return self.screen_many([text], [previous])[0]
+
+    def screen_many(self, texts: list[object], previous: list[str | None] | None = None) -> list[RiskReading]:
+        """Screen many utterances in one batch; `previous[i]` is the previous patient utterance of
+        `texts[i]` (None where there is none or context is not wanted)."""
+        previous = list(previous) if previous is not None else [None] * len(texts)
+        if len(previous) != len(texts):
+            raise ValueError(f"screen_many: {len(texts)} texts but {len(previous)} previous utterances")
+        clean = [_text_or_none(t) for t in texts]
+        prevs = [_text_or_none(p) if self.use_context else None for p in previous]
+        if self.lexical_only:
+            out = [self._lexical_reading(t) if t is not None else _empty(self.id, None) for t in clean]
+        else:
+            out = self._screen_semantic(clean, prevs)
+        if self.llm is not None:
+            out = self.llm.apply(clean, prevs, out)
+        return out
+
+    def _screen_semantic(self, clean: list[str | None], prevs: list[str | None]) -> list[RiskReading]:
+        # one batch of every distinct text and clause (utterances and their previous utterances)
+        unique: dict[str, list[str]] = {}
+        for t in clean + prevs:
+            if t is not None and t not in unique:
+                unique[t] = segments(t)
+        flat = sorted({s for segs in unique.values() for s in segs})
+        feats = dict(zip(flat, self._features(flat)))
+        readings: dict[str, RiskReading] = {}
+        for t, segs in unique.items():
+            readings[t] = self._reading(t, [feats[s] for s in segs], self.lexical.screen(t))
+        out = [readings[t] if t is not None else _empty(self.id, "none") for t in clean]
+        # context: read the pair where either part comes near the threshold
+        gate = float(self.classifier.get("context_gate", 0.5)) * float(self.classifier["threshold"])
+        pairs = {}
+        for i, (t, p) in enumerate(zip(clean, prevs)):
+            if t is None or p is None or p == t:
+                continue
+            if max(readings[t].score or 0, readings[p].score or 0) >= gate:
+                pairs[i] = f"{p} {t}"
+        if pairs:
+            joint = sorted(set(pairs.values()))
+            jfeat = dict(zip(joint, self._features(joint)))
+            delta = float(self.classifier.get("context_delta", 0.0))
+            for i, pair in pairs.items():
+                t, p = clean[i], prevs[i]
+                own, before = out[i], readings[p]
+                r = self._reading(pair, [jfeat[pair]], self.lexical.screen(t), own=feats[t])
+                adds = r.max_pos > before.max_pos + delta or LEVELS.index(r.level or "none") > LEVELS.index(before.level or "none")
+                if r.flag and adds and (not own.flag or LEVELS.index(r.level or "none") > LEVELS.index(own.level or "none")):
+                    # only where the pair changes the reading: a flag, or a higher level
+                    r.score = max(r.score or 0.0, own.score or 0.0)
+                    r.terms = own.terms
+                    r.evidence.insert(0, f"context: read with the previous patient utterance: {p}")
+                    r.context_used = True
+                    out[i] = r
+                elif own.flag and _ambiguous(t, own) and not before.flag and (before.score or 0) < gate and (r.score or 0) < (own.score or 0):
+                    # a short statement with no risk word of its own ("I have a plan.") after a
+                    # clearly ordinary one ("I want to redo the kitchen."), which reads less risky
+                    # with it, is cleared; the evidence keeps what it would have been flagged for
+                    out[i] = RiskReading(
+                        False, "none", [], r.score,
+                        [f"context: cleared, read with the previous patient utterance: {p}"] + own.evidence,
+                        own.screen, own.terms, [], True, r.max_pos,
+                    )
+        return out
+
+
+AMBIGUOUS_MAX_WORDS = 6
+
+
+def _ambiguous(text: str, reading: RiskReading) -> bool:
+    """Short and without a risk term of its own: its meaning depends on what came before."""
+    return len(_WORD_RE.findall(text)) <= AMBIGUOUS_MAX_WORDS and not any(not t.endswith("[negated]") for t in reading.terms)
+
+
+def _text_or_none(text: object) -> str | None:
+    if text is None:
+        return None
+    try:
+        import pandas as pd
+
+        if pd.isna(text):
+            return None
+    except (TypeError, ValueError):
+        pass
+    s = str(text)
+    return s if s.strip() else None
+
+
+def _empty(screen_id: str, level: str | None) -> RiskReading:
+    return RiskReading(False, level, [], None if level is None else 0.0, [], screen_id)
+
+
+def _load_classifier(classifier: dict | str | Path | None) -> dict:
+    if isinstance(classifier, dict):
+        data, source = classifier, "<dict>"
+    else:
+        if classifier is None:
+            text, source = resources.files("emoguide.risk").joinpath("model.json").read_text("utf-8"), "emoguide/risk/model.json"
+        else:
+            source = str(classifier)
+            text = Path(classifier).read_text("utf-8")
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{source}: not valid JSON: {exc}") from exc
+    missing = [k for k in ("mean", "scale", "coef", "intercept", "threshold") if k not in data]
+    if missing:
+        raise ValueError(f"{source}: classifier lacks {missing}")
+    if list(data.get("features", FEATURES)) != list(FEATURES) or len(data["coef"]) != len(FEATURES):
+        raise ValueError(f"{source}: classifier features {data.get('features')} do not match {list(FEATURES)}")
+    return data
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "emoguide" / "risk"
+
+
+def _bank_embeddings(bank: Bank, embedder: Embedder) -> np.ndarray:
+    """Bank embeddings: shipped with the package for the packaged bank and model (so the first
+    screen is fast), cached under ~/.cache/emoguide/risk otherwise."""
+    key = hashlib.sha256(f"{bank.digest}|{embedder.identity}".encode()).hexdigest()
+    shipped = resources.files("emoguide.risk").joinpath("bank_embeddings.npz")
+    try:
+        with shipped.open("rb") as fh:
+            z = np.load(fh)
+            if str(z["key"]) == key:
+                return z["emb"].astype(np.float32)
+    except (FileNotFoundError, KeyError, ValueError, OSError):
+        pass
+    cached = _cache_dir() / f"{key[:24]}.npy"
+    if cached.is_file():
+        try:
+            return np.load(cached).astype(np.float32)
+        except (ValueError, OSError):
+            pass
+    emb = embedder.encode(bank.texts)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(".tmp.npy")
+        np.save(tmp, emb.astype(np.float16))
+        os.replace(tmp, cached)
+    except OSError:
+        pass
+    return emb
+
+
+def write_shipped_embeddings(bank: Bank, embedder: Embedder, path: Path) -> None:
+    """Write bank_embeddings.npz for the package (emoguide.risk.fit does this)."""
+    key = hashlib.sha256(f"{bank.digest}|{embedder.identity}".encode()).hexdigest()
+    np.savez_compressed(path, emb=embedder.encode(bank.texts).astype(np.float16), key=np.array(key))
