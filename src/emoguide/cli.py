@@ -536,6 +536,23 @@ def generate(
     timeout: Annotated[Optional[float], typer.Option(help="Seconds per request before it counts as failed.")] = None,
     retries: Annotated[Optional[int], typer.Option(help="Retries on 429/5xx/connection errors.")] = None,
     limit: Annotated[int, typer.Option(help="Only the first N targets (0: all); for trying things out.")] = 0,
+    format_hint: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--format-hint/--no-format-hint",
+            help="Add a system turn with a one-line example of the answer form, and stop sequences "
+            "(the paper's prompt stays the user turn, word for word). Off by default, as in the paper; "
+            "recorded on every row (format_hint).",
+        ),
+    ] = None,
+    structured: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--structured/--free",
+            help="JSON-schema-constrained {technique, response} where the backend supports it "
+            "(llamacpp, llamacpp-server); others stay free text. Recorded on every row (output_mode).",
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Regenerate rows that are already done (the cache still answers).")] = False,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
 ) -> None:
@@ -558,6 +575,8 @@ def generate(
         ("concurrency", concurrency),
         ("timeout_s", timeout),
         ("max_retries", retries),
+        ("format_hint", format_hint),
+        ("structured", structured),
     ):
         if value is not None:
             setattr(settings.llm, name, value)
@@ -673,17 +692,45 @@ def status(corpus: CorpusOpt) -> None:
 @app.command()
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="Where the demo corpus goes.")] = Path("demo-corpus"),
-    model: Annotated[str, typer.Option("--model", "-m", help="LLM for the demo (provider:model).")] = "llamacpp:smollm2",
+    model: Annotated[
+        Optional[str],
+        typer.Option(
+            "--model",
+            "-m",
+            help="LLM for the demo (provider:model). Default: llamacpp:qwen2.5-coder-1.5b when its "
+            "parts are installed (the local-llm extra), else llamacpp:smollm2.",
+        ),
+    ] = None,
+    fast: Annotated[
+        bool,
+        typer.Option("--fast", help="Plumbing run: SmolLM2-135M (seconds, but its answers are not worth reading)."),
+    ] = False,
     text_only: Annotated[
         bool, typer.Option("--text-only", help="Only the text path, on a written transcript with illustrative affect values.")
     ] = False,
+    format_hint: Annotated[
+        bool,
+        typer.Option(
+            "--format-hint/--no-format-hint",
+            help="The format hint (system turn + stop sequences; on in the demo, off in `generate` by default).",
+        ),
+    ] = True,
+    structured: Annotated[
+        bool, typer.Option("--structured/--free", help="JSON-schema-constrained answers (llama.cpp).")
+    ] = False,
     force: ForceOpt = False,
 ) -> None:
-    """Run the whole pipeline on the bundled 32 s sample session (a real face, two synthetic voices) and print where the outputs are. The first run on a machine takes a few minutes (the diarizer compiles once)."""
-    from emoguide.demo import run_media_demo, run_text_demo
+    """Run the whole pipeline on the bundled 32 s sample session (a real face, two synthetic voices) and print where the outputs are. The first run on a machine takes a few minutes (the diarizer compiles once; the packaged 1.5B model is joined once)."""
+    from emoguide.demo import demo_model, run_media_demo, run_text_demo
 
+    if fast and model:
+        raise typer.BadParameter("--fast chooses SmolLM2; leave out --model, or leave out --fast")
+    chosen = demo_model(model, fast=fast, console=console)
     runner = run_text_demo if text_only else run_media_demo
-    code = runner(out_dir, model=model, force=force, console=console, out=out)
+    code = runner(
+        out_dir, model=chosen, force=force, console=console, out=out,
+        format_hint=format_hint, structured=structured,
+    )
     raise typer.Exit(code)
 
 
@@ -693,7 +740,7 @@ if __name__ == "__main__":  # pragma: no cover
 
 # The evaluation half: `emoguide rate ...`, `emoguide judge`, `emoguide stats ...`. Each module
 # keeps its heavy imports (FastAPI, statsmodels) inside its commands.
-from emoguide import cli_judge, cli_rate, cli_stats  # noqa: E402
+from emoguide import cli_judge, cli_rate, cli_screen, cli_stats  # noqa: E402
 
-for _module in (cli_rate, cli_judge, cli_stats):
+for _module in (cli_rate, cli_judge, cli_stats, cli_screen):
     _module.register(app)

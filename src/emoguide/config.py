@@ -67,6 +67,16 @@ class LLMSettings(BaseModel):
     concurrency: int = 2
     n_ctx: int = 2048
     n_threads: int | None = None
+    format_hint: bool = Field(
+        False,
+        description="add a system turn with a one-line example of the [Technique] [Your Response] "
+        "form, and stop sequences (docs/llm.md); off for reproductions: the paper sent its prompt alone",
+    )
+    structured: bool = Field(
+        False,
+        description="JSON-schema-constrained decoding of {technique, response} where the backend "
+        "supports it (in-process llama.cpp, llama.cpp server); rows record output_mode=schema",
+    )
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
 
 

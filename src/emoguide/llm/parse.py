@@ -566,4 +566,109 @@ def parse_output(raw: str, finish_reason: str | None = None) -> ParsedOutput:
         return ParsedOutput(None, response, flags, raw)
 
 
-__all__ = ["FLAGS", "ParsedOutput", "is_explanation", "parse_output"]
+# -- structured answers (JSON-schema-constrained decoding) ---------------------------------------
+#: The answer's JSON schema: the paper's two parts as two fields, technique first (grammar-based
+#: decoders emit properties in schema order, so the model names the technique before it replies,
+#: as in the free form). No maxLength: llama.cpp compiles it into one nested optional per
+#: character (an 800-deep grammar); max_tokens bounds the answer instead.
+ANSWER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "technique": {"type": "string", "minLength": 1},
+        "response": {"type": "string", "minLength": 1},
+    },
+    "required": ["technique", "response"],
+    "additionalProperties": False,
+}
+
+#: Output modes recorded on every generation row.
+OUTPUT_MODES = ("free", "schema")
+
+
+def answer_response_format() -> dict[str, Any]:
+    """The ``response_format`` asking for :data:`ANSWER_SCHEMA`, in llama.cpp's form: both
+    llama-cpp-python (0.3.x, in-process and its server) and llama.cpp's ``llama-server`` turn
+    ``{"type": "json_object", "schema": ...}`` into a grammar; llama-cpp-python silently ignores
+    OpenAI's ``{"type": "json_schema", ...}`` form."""
+    return {"type": "json_object", "schema": ANSWER_SCHEMA}
+
+
+def _json_answer(text: str) -> dict | None:
+    import json
+
+    t = text.strip()
+    if t.startswith("```"):
+        t = re.sub(r"^```(?:json)?\s*|\s*```$", "", t)
+    try:
+        value = json.loads(t)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _parse_structured(raw: str, finish_reason: str | None) -> ParsedOutput:
+    flags: set[str] = set()
+    if isinstance(finish_reason, str) and finish_reason.strip().lower() in LENGTH_FINISH_REASONS:
+        flags.add(TRUNCATED)
+    obj = _json_answer(_INVISIBLE_RE.sub("", raw))
+    if obj is None:
+        # not JSON (a backend that ignored the schema, or a cut-off object): read it as free text
+        parsed = _parse(raw, finish_reason)
+        return ParsedOutput(parsed.technique, parsed.response, _order(set(parsed.flags) | flags), raw)
+    tech_raw = obj.get("technique")
+    resp_raw = obj.get("response")
+    tech_raw = str(tech_raw) if tech_raw is not None else None
+    resp_raw = str(resp_raw) if resp_raw is not None else None
+    technique, tech_ph = _clean_technique(tech_raw)
+    response, resp_ph = _clean_response(resp_raw)
+    if response is not None and technique is None:
+        # the whole "[Technique] reply" written into the response field
+        inner = _parse(response, None)
+        if inner.technique is not None and inner.response is not None:
+            technique, response = inner.technique, inner.response
+    if tech_ph or resp_ph:
+        flags.add(PLACEHOLDER)
+    if technique is None:
+        flags.add(MISSING_TECHNIQUE)
+    if response is None:
+        flags.add(MISSING_RESPONSE)
+    joined = " ".join(x for x in (tech_raw, resp_raw) if x)
+    if _is_refusal(joined.translate(_APOSTROPHES)):
+        flags.add(REFUSAL)
+    if response is not None and is_explanation(response):
+        flags.add(EXPLANATION_NOT_REPLY)
+    if not joined.strip():
+        flags.add(EMPTY)
+    return ParsedOutput(technique, response, _order(flags), raw)
+
+
+def parse_structured(raw: str, finish_reason: str | None = None) -> ParsedOutput:
+    """Parse a schema-constrained answer (``{"technique": ..., "response": ...}``) with the same
+    cleaning and flags as :func:`parse_output`; text that is not a JSON object is parsed as free
+    text. Never raises."""
+    if raw is None:
+        raw = ""
+    elif not isinstance(raw, str):
+        raw = str(raw)
+    try:
+        return _parse_structured(raw, finish_reason)
+    except Exception:  # noqa: BLE001 - total, like parse_output
+        return parse_output(raw, finish_reason)
+
+
+def parse_answer(raw: str, finish_reason: str | None = None, mode: str = "free") -> ParsedOutput:
+    """``parse_output`` for ``mode="free"``, ``parse_structured`` for ``mode="schema"``."""
+    return parse_structured(raw, finish_reason) if mode == "schema" else parse_output(raw, finish_reason)
+
+
+__all__ = [
+    "ANSWER_SCHEMA",
+    "FLAGS",
+    "OUTPUT_MODES",
+    "ParsedOutput",
+    "answer_response_format",
+    "is_explanation",
+    "parse_answer",
+    "parse_output",
+    "parse_structured",
+]

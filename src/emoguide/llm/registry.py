@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from emoguide.config import LLMSettings
 from emoguide.errors import EmoguideError
 from emoguide.llm.base import LLMBackend, override_env
-from emoguide.llm.models import SMOLLM2_ALIASES
+from emoguide.llm.models import canonical_name
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,8 @@ BUILTIN_PROVIDERS: dict[str, Provider] = {
 #: The in-process provider.
 IN_PROCESS = "llamacpp"
 DEFAULT_MODEL = "llamacpp:smollm2"
+#: The packaged model that writes readable interventions (the demo's when it is installed).
+LOCAL_MODEL = "llamacpp:qwen2.5-coder-1.5b"
 
 
 class UnknownProviderError(EmoguideError, ValueError):
@@ -55,20 +57,26 @@ def known_providers(settings: LLMSettings | None = None) -> list[str]:
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
-    """``"provider:model"`` -> (provider, model); a bare ``smollm2`` is ``llamacpp:smollm2``."""
+    """``"provider:model"`` -> (provider, model); a bare packaged name (``smollm2``,
+    ``qwen2.5-coder-1.5b`` and their aliases) is ``llamacpp:<canonical name>``."""
     spec = spec.strip()
-    if spec.lower() in SMOLLM2_ALIASES:
-        return IN_PROCESS, "smollm2"
+    packaged = canonical_name(spec)
+    if packaged is not None:
+        return IN_PROCESS, packaged
     provider, sep, model = spec.partition(":")
     if not sep or not provider or not model:
         raise UnknownProviderError(
             f"{spec!r}: expected 'provider:model' (e.g. openai:gpt-4o, ollama:llama3.1:8b, "
-            "llamacpp:smollm2), or 'smollm2' for the packaged model"
+            "llamacpp:smollm2, llamacpp:qwen2.5-coder-1.5b), or a packaged model's name "
+            "(smollm2, qwen2.5-coder-1.5b)"
         )
     provider = provider.strip()
     if provider.lower() in BUILTIN_PROVIDERS or provider.lower() == IN_PROCESS:
         provider = provider.lower()
-    return provider, model.strip()
+    model = model.strip()
+    if provider == IN_PROCESS:
+        model = canonical_name(model) or model
+    return provider, model
 
 
 def resolve_provider(name: str, settings: LLMSettings) -> Provider:
@@ -95,8 +103,7 @@ def get_backend(spec: str, settings: LLMSettings | None = None) -> LLMBackend:
     if provider == IN_PROCESS:
         from emoguide.llm.llamacpp import LlamaCppBackend
 
-        if model.lower() in SMOLLM2_ALIASES:
-            model = "smollm2"
+        model = canonical_name(model) or model
         return LlamaCppBackend(
             model, n_ctx=settings.n_ctx, n_threads=settings.n_threads, timeout_s=settings.timeout_s
         )
