@@ -17,7 +17,7 @@ app = typer.Typer(
     help=(
         "Emotion-guided therapeutic interventions from recorded therapy sessions.\n\n"
         "Stages: ingest -> transcribe -> roles -> faces -> affect -> dissonance -> prompts -> generate "
-        "-> export; `emoguide run` runs them all. "
+        "-> export; `emoguide run` runs them all. Evaluation: rate (expert study) -> judge (LLM) -> stats. "
         + RESEARCH_NOTICE
     ),
     no_args_is_help=True,
