@@ -1,4 +1,4 @@
-"""What every model-holding backend shares: `load()` separate from `__init__` (DESIGN.md), done
+"""What every model-holding backend shares: `load()` separate from `__init__`, done
 once, so a backend can be built cheaply (registries, tests, settings hashes) and loaded when used."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Prosodic arousal: the offline default voice backend (numpy only).
 
-No offline speech-emotion weights exist on the package registries (MODELS.md), so the default voice
+No offline speech-emotion weights exist on the package registries (docs/voice.md), so the default voice
 channel is a transparent approximation: arousal from four prosodic cues that the literature ties to
 vocal arousal (Banse & Scherer 1996; Juslin & Laukka 2003; the eGeMAPS arousal parameters, Eyben
 et al. 2016): louder, higher, more varied in pitch and faster speech is more aroused. Valence has

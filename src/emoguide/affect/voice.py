@@ -1,4 +1,4 @@
-"""Voice affect backends: one interface, a registry by name (DESIGN.md, "Model backends").
+"""Voice affect backends: one interface, a registry by name (docs/voice.md).
 
 `VoiceAffect.predict(audio, sr)` takes one utterance's samples (float32 mono, any rate the backend
 accepts; emoguide's audio is 16 kHz) and returns a `VoiceEstimate`: valence, arousal and dominance

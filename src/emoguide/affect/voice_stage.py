@@ -1,4 +1,4 @@
-"""Stage `voice`: voice valence/arousal/dominance per utterance (DESIGN.md, utterance columns voice_*).
+"""Stage `voice`: voice valence/arousal/dominance per utterance (docs/voice.md; utterance columns voice_*).
 
 Reads `sessions/<id>/audio.wav` (16 kHz mono 16-bit, sample i at media time i / 16000) and the
 utterance table. For each utterance the samples in [start, end] go through the voice backend
@@ -9,7 +9,7 @@ see all utterances of the session at once, grouped by speaker. Written to the ut
   output or the utterance could not be measured (never 0);
 - `voice_n`: windows (audeering) or active 10 ms frames (prosody) averaged, null with the values;
 - `voice_source`: the backend id on every row (it looked, even where it found nothing);
-- `voice_label, voice_probs`: null (no categorical speech model exists offline, MODELS.md).
+- `voice_label, voice_probs`: null (no categorical speech model exists offline, docs/voice.md).
 
 Utterances shorter than `min_duration_s` (0.3 s), silent ones (no 25 ms frame above -50 dBFS),
 ones outside the audio and ones without times stay null; the counts per reason go to stages.json

@@ -1,4 +1,4 @@
-"""The corpus directory (DESIGN.md, "The corpus on disk")."""
+"""The corpus directory (README, "The corpus"; docs/corpus.md)."""
 
 from __future__ import annotations
 

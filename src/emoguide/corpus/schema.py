@@ -1,4 +1,4 @@
-"""The utterance table: the unit everything hangs on (DESIGN.md, "Utterance columns").
+"""The utterance table: the unit everything hangs on (docs/corpus.md).
 
 Columns are added stage by stage; `conform()` gives any table the full set in a fixed order, with
 missing affect columns as null (never 0), so every stage and export sees the same shape.
@@ -107,7 +107,7 @@ def empty_utterances() -> pd.DataFrame:
 
 
 def fill_missing_ends(df: pd.DataFrame) -> pd.DataFrame:
-    """An utterance whose end is unknown ends where the next begins (DESIGN.md conventions)."""
+    """An utterance whose end is unknown ends where the next begins (docs/corpus.md)."""
     out = df.sort_values(["start", "index"], kind="stable").reset_index(drop=True)
     nxt = out["start"].shift(-1)
     missing = out["end"].isna()

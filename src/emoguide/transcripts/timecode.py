@@ -1,6 +1,6 @@
 """Timestamps: parse what transcripts contain into seconds, and format seconds back.
 
-Inside emoguide, times are seconds (float) from the start of the media (DESIGN.md, "Conventions").
+Inside emoguide, times are seconds (float) from the start of the media (docs/corpus.md).
 Transcripts carry them as ``hh:mm:ss`` (the paper's layout), ``hh:mm:ss.mmm`` (WebVTT),
 ``hh:mm:ss,mmm`` (SRT), ``mm:ss`` or plain seconds.
 """

@@ -1,8 +1,8 @@
 """Valence/arousal from categorical emotion probabilities, through published circumplex coordinates.
 
 Categorical-only face models (the packaged mini-Xception) give 7 class probabilities and no
-valence or arousal. Following DESIGN.md ("categorical-only models map class probabilities through
-published circumplex coordinates, and say so in `{c}_source`"), each class is placed at a point of
+valence or arousal. As docs/face_emotion.md says, categorical-only models map class probabilities
+through published circumplex coordinates and say so in `{c}_source`: each class is placed at a point of
 the valence/arousal plane and a face's estimate is the probability-weighted mean of those points:
 
     V = sum_k p_k V_k / sum_k p_k,   A = sum_k p_k A_k / sum_k p_k

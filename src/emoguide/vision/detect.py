@@ -4,7 +4,7 @@
     for d in det.detect(rgb_uint8_image):
         d.box, d.score, d.landmarks
 
-Backends (all run offline: their weights ship inside the pip packages, see MODELS.md):
+Backends (all run offline: their weights ship inside the pip packages, see docs/faces.md):
 
 - ``mtcnn``: facenet-pytorch's MTCNN, the detector of the paper (Appendix B). Boxes, probabilities
   and 5 landmarks (left eye, right eye, nose, left and right mouth corners, as seen in the image).

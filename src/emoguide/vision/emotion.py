@@ -1,4 +1,4 @@
-"""Face emotion backends: one interface, a registry by name (DESIGN.md, "Model backends").
+"""Face emotion backends: one interface, a registry by name (docs/face_emotion.md).
 
 `FaceEmotion.predict(crops)` takes RGB uint8 face crops (H x W x 3, any size) and returns one
 `FaceEstimate` per crop: valence and arousal on [-1, 1] (None when the backend has none), the

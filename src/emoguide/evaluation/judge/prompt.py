@@ -3,7 +3,7 @@
 It holds the plain context dialogue (`emoguide.evaluation.context`: role and words only), the
 technique + response, then the criterion (statement and description, as the raters read them),
 the anchored scale and the frozen evaluation steps. It never holds the generation prompt, the
-model id or the condition, which would unblind the judge (EVALUATION.md 2.7, point 5).
+model id or the condition, which would unblind the judge (docs/judge.md).
 
 The answer form is score-first ("the score only"), so the score is the first token the judge
 writes and its log-probabilities can be read there (the DeepEval #3000 lesson: with a rationale

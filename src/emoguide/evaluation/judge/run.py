@@ -91,7 +91,7 @@ RowCallback = Callable[[dict[str, Any]], None]
 @dataclass
 class JudgeSettings:
     method: str = "auto"
-    samples: int = 20  # G-Eval drew 20 at temperature 1 (EVALUATION.md 2.7)
+    samples: int = 20  # G-Eval drew 20 at temperature 1 (docs/judge.md)
     sample_temperature: float = 1.0
     top_logprobs: int = 20  # OpenAI's maximum; the scale's 5 tokens are nearly always in it
     max_tokens: int = 10  # score-first: the score is the first token or close to it
@@ -472,7 +472,7 @@ def judge(
         except (KeyError, FileNotFoundError, OSError, ValueError) as exc:
             context_errors[str(sid)] = f"session {sid}: context unavailable: {exc}"
 
-    # Responses in a shuffled, seeded order (EVALUATION.md 2.7, point 5; the seed goes into
+    # Responses in a shuffled, seeded order (docs/judge.md; the seed goes into
     # judgments.json); each response's criteria stay together, so their prompts, which share
     # the evidence as a prefix, follow each other and the server's prefix cache serves them.
     records = gens.to_dict("records")

@@ -37,7 +37,7 @@ MAX_STEPS = 10
 
 #: Hand-written steps for the paper's three criteria (the statements of criteria.PAPER_CRITERIA).
 #: They follow the criterion descriptions of the paper's Section 5 and add what the known judge
-#: biases call for (EVALUATION.md 2.5: length is not quality; risk must not be overlooked).
+#: biases call for (docs/judge.md, known limits: length is not quality; risk must not be overlooked).
 DEFAULT_STEPS: dict[str, list[str]] = {
     "applicability": [
         "Read the session excerpt and identify the client's current concern, situation and any goal "
