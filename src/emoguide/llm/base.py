@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import threading
 from dataclasses import asdict, dataclass
 from typing import Any, TypedDict
 from urllib.parse import urlparse
@@ -204,3 +205,30 @@ class LLMBackend:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.id} @ {self.endpoint}>"
+
+
+class BackendLoader:
+    """Loads each backend once, however many threads ask; a failed load is remembered, so every
+    row that needs that backend reports the same `config` error instead of retrying the load."""
+
+    def __init__(self) -> None:
+        self._errors: dict[str, LLMError] = {}
+        self._lock = threading.Lock()
+
+    def ensure_loaded(self, backend: LLMBackend) -> None:
+        if backend.loaded:
+            return
+        with self._lock:
+            if backend.id in self._errors:
+                raise self._errors[backend.id]
+            if backend.loaded:
+                return
+            try:
+                backend.load()
+            except LLMError as exc:
+                self._errors[backend.id] = exc
+                raise
+            except Exception as exc:  # noqa: BLE001 - e.g. MissingExtraError
+                err = LLMError("config", f"{backend.id}: {exc}")
+                self._errors[backend.id] = err
+                raise err from exc

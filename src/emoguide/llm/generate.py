@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import datetime, timezone
@@ -34,7 +33,7 @@ import pandas as pd
 
 from emoguide.config import LLMSettings
 from emoguide.corpus.atomic import write_parquet
-from emoguide.llm.base import Completion, LLMBackend, LLMError
+from emoguide.llm.base import BackendLoader, Completion, LLMBackend, LLMError
 from emoguide.llm.cache import CompletionCache, cache_key
 from emoguide.llm.registry import get_backend
 from emoguide.prompts.items import PromptItem
@@ -225,8 +224,7 @@ class _Run:
         self.cache = cache
         self.existing = existing
         self.force = force
-        self._load_errors: dict[str, LLMError] = {}
-        self._load_lock = threading.Lock()
+        self._loader = BackendLoader()
 
     # -- rows -------------------------------------------------------------------------------
     def base_row(self, item: PromptItem, backend: LLMBackend) -> dict[str, Any]:
@@ -297,22 +295,7 @@ class _Run:
 
     # -- work -------------------------------------------------------------------------------
     def _ensure_loaded(self, backend: LLMBackend) -> None:
-        if backend.loaded:
-            return
-        with self._load_lock:
-            if backend.id in self._load_errors:
-                raise self._load_errors[backend.id]
-            if backend.loaded:
-                return
-            try:
-                backend.load()
-            except LLMError as exc:
-                self._load_errors[backend.id] = exc
-                raise
-            except Exception as exc:  # noqa: BLE001 - e.g. MissingExtraError
-                err = LLMError("config", f"{backend.id}: {exc}")
-                self._load_errors[backend.id] = err
-                raise err from exc
+        self._loader.ensure_loaded(backend)
 
     def reusable_row(self, item: PromptItem, backend: LLMBackend) -> dict[str, Any] | None:
         """An existing ok row for this key with the same prompt and settings (cache deleted)."""

@@ -42,7 +42,7 @@ from emoguide.evaluation.judge.prompt import PROMPT_VERSION, build_messages, pro
 from emoguide.evaluation.judge.scoring import Score, ScoreError, from_logprobs, from_samples
 from emoguide.evaluation.judge.steps import StepsFile, ensure_steps
 from emoguide.evaluation.schema import JUDGMENTS_COLUMNS
-from emoguide.llm.base import Completion, LLMBackend, LLMError
+from emoguide.llm.base import BackendLoader, Completion, LLMBackend, LLMError
 from emoguide.llm.cache import CompletionCache, cache_key
 from emoguide.llm.registry import get_backend
 from emoguide.runner.summary import BatchSummary
@@ -151,26 +151,10 @@ class CachedCaller:
 
     def __init__(self, cache: CompletionCache):
         self.cache = cache
-        self._load_errors: dict[str, LLMError] = {}
-        self._load_lock = threading.Lock()
+        self._loader = BackendLoader()
 
     def ensure_loaded(self, backend: LLMBackend) -> None:
-        if backend.loaded:
-            return
-        with self._load_lock:
-            if backend.id in self._load_errors:
-                raise self._load_errors[backend.id]
-            if backend.loaded:
-                return
-            try:
-                backend.load()
-            except LLMError as exc:
-                self._load_errors[backend.id] = exc
-                raise
-            except Exception as exc:  # noqa: BLE001 - e.g. MissingExtraError
-                err = LLMError("config", f"{backend.id}: {exc}")
-                self._load_errors[backend.id] = err
-                raise err from exc
+        self._loader.ensure_loaded(backend)
 
     def key(self, backend, messages, temperature, max_tokens, seed, logprobs) -> str:
         return cache_key(backend.id, messages, temperature, max_tokens, seed, logprobs)
