@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from rich.console import Console
 
 from emoguide.corpus import Corpus
-from emoguide.runner.summary import BatchSummary
+from emoguide.summary import BatchSummary
 
 STAGES = (
     "transcribe",  # asr, diarize, utterances (skips sessions whose transcript was imported)
