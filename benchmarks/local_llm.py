@@ -59,15 +59,18 @@ def demo_items(work: Path, demo_corpus: Path | None) -> list[dict]:
     from emoguide.corpus import Corpus
     from emoguide.demo import demo_files
     from emoguide.prompts.conditions import select_conditions
-    from emoguide.runner.text_stages import build_prompts, import_affect, run_dissonance, run_safety
+    from emoguide.pipeline.runner import run_one
+    from emoguide.stages.affect_import import import_affect
+    from emoguide.stages.dissonance import DissonanceStage
+    from emoguide.stages.prompts import build_prompts
     from emoguide.transcripts.ingest import ingest_transcripts
 
     corpus = Corpus.open(work / "demo-prompts", create=True)
     transcript, affect = demo_files()
     ids, _ = ingest_transcripts(corpus, [transcript])
-    run_safety(corpus, ids)
+    run_one(corpus, "safety", ids)
     import_affect(corpus, affect)
-    run_dissonance(corpus, corpus.settings.dissonance, ids)
+    run_one(corpus, DissonanceStage(corpus.settings.dissonance), ids)
     items, _ = build_prompts(corpus, select_conditions(CONDITIONS), corpus.settings.targets, ids)
     return [i.to_dict() for i in items]
 
@@ -83,7 +86,10 @@ def annomi_items(work: Path, n_contexts: int, seed: int = 13) -> list[dict]:
 
     from emoguide.corpus import Corpus
     from emoguide.prompts.conditions import select_conditions
-    from emoguide.runner.text_stages import build_prompts, import_affect, run_dissonance
+    from emoguide.pipeline.runner import run_one
+    from emoguide.stages.affect_import import import_affect
+    from emoguide.stages.dissonance import DissonanceStage
+    from emoguide.stages.prompts import build_prompts
     from emoguide.transcripts.ingest import ingest_transcripts
 
     raw = pd.read_csv(ANNOMI, dtype=str, keep_default_na=False)
@@ -110,7 +116,7 @@ def annomi_items(work: Path, n_contexts: int, seed: int = 13) -> list[dict]:
     affect = work / "annomi-affect.csv"
     pd.DataFrame(rows).to_csv(affect, index=False)
     import_affect(corpus, affect)
-    run_dissonance(corpus, corpus.settings.dissonance, ids)
+    run_one(corpus, DissonanceStage(corpus.settings.dissonance), ids)
     items, _ = build_prompts(corpus, select_conditions(CONDITIONS), corpus.settings.targets, ids)
     per_session: dict[str, list[int]] = {}
     for i in items:

@@ -212,7 +212,7 @@ def worker(path: str, corpus_dir: str, max_targets: int, generate: bool) -> dict
     if generate:
         from emoguide.llm.generate import generate as run_generate
         from emoguide.prompts.conditions import select_conditions
-        from emoguide.runner.text_stages import build_prompts
+        from emoguide.stages.prompts import build_prompts
 
         settings = corpus.settings
         t = time.perf_counter()

@@ -33,8 +33,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 t0 = time.perf_counter()
 from emoguide.corpus import Corpus
 from emoguide.demo import demo_files
-from emoguide.transcripts.ingest import ingest_transcripts
-from emoguide.runner.text_stages import run_safety
+from emoguide.stages.ingest_transcript import ingest_transcripts
+from emoguide.stages.safety import run_safety
 corpus = Corpus.open(tempfile.mkdtemp(), create=True)
 ids, _ = ingest_transcripts(corpus, [demo_files()[0]])
 t1 = time.perf_counter()

@@ -68,8 +68,8 @@ class WordSum(Stage[SumSettings]):
 
     def run(self, session: SessionView) -> Result:
         df = session.utterances()
-        if "n_words" not in df.columns:
-            raise KeyError("n_words missing: wordcount did not run")
+        if "n_words" not in df.columns or df["n_words"].isna().all():
+            raise NotApplicable("no word counts")
         out = df[["index"]].copy()
         out["cum_words"] = df["n_words"].cumsum()
         return Result(tables={"utterances:wordsum": out})

@@ -3,8 +3,8 @@ import pytest
 
 from emoguide.affect.importer import read_affect_csv
 from emoguide.errors import InputError
-from emoguide.runner.text_stages import import_affect, run_dissonance
-from emoguide.config import DissonanceSettings
+from emoguide.pipeline.runner import run_one
+from emoguide.stages.affect_import import import_affect
 
 from helpers import corpus_with, dialogue
 
@@ -32,13 +32,25 @@ def test_import_merges_values_labels_probs_and_source(tmp_path):
     assert df.loc[1, "voice_source"] == "imported:affect.csv"
     assert pd.isna(df.loc[0, "voice_source"])  # no row for utterance 0: nothing claimed
     assert c.session("s2").read_utterances()["voice_valence"].isna().all()
+    assert df["text_source"].isna().all()  # the file has no text columns: that group is untouched
+    rec = c.session("s1").stages.get("affect_import")
+    assert rec["backends"]["affect"] == "imported:affect.csv" and "affect.csv" in rec["inputs"]
     # rerun: unchanged -> skipped; then dissonance sees the values
     assert import_affect(c, p).count("skipped") == 1
-    run_dissonance(c, DissonanceSettings())
+    assert run_one(c, "dissonance").count("done") == 2
     d = c.session("s1").read_utterances()
     assert bool(d.loc[1, "dissonance"]) is True  # |0.5 - -0.3| = 0.8
     # utterance 3: voice has only arousal, face only valence -> no shared dimension -> null
     assert pd.isna(d.loc[3, "dissonance"]) and pd.isna(d.loc[3, "dissonance_score"])
+    assert run_one(c, "dissonance").count("skipped") == 2
+    # a new import (changed file) reruns the import and, through it, dissonance; s2 is not in the file
+    p.write_text("session_id,index,voice_valence,face_valence\ns1,1,0.1,0.0\n")
+    assert import_affect(c, p).count("done") == 1
+    d = c.session("s1").read_utterances()
+    assert d.loc[1, "voice_valence"] == 0.1 and d.loc[3, "voice_arousal"] == 0.4  # earlier values kept
+    again = run_one(c, "dissonance")
+    assert {o.item: o.status for o in again.outcomes} == {"s1": "done", "s2": "skipped"}
+    assert bool(c.session("s1").read_utterances().loc[1, "dissonance"]) is False  # |0.1 - 0.0|, |0.2 - 0.1|
 
 
 def test_scale_0_1_is_converted(tmp_path):

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from emoguide.corpus import Corpus
-from emoguide.transcripts.ingest import ingest_transcripts
+from emoguide.stages.ingest_transcript import ingest_transcripts
 from emoguide.transcripts.readers import read_transcript_file
 
 ANNOMI = Path(__file__).parents[1].parent / "shared/data/annomi/AnnoMI-full.csv"

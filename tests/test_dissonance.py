@@ -64,3 +64,31 @@ def test_does_not_mutate_input():
     before = t.copy()
     compute_dissonance(t)
     pd.testing.assert_frame_equal(t, before)
+
+
+def test_stage_writes_only_the_dissonance_columns_and_resumes(tmp_path):
+    from emoguide.pipeline.runner import run_one
+    from emoguide.stages.dissonance import DissonanceStage
+
+    from helpers import corpus_with
+
+    c = corpus_with(tmp_path, {"s1": table(), "s2": utterances([{"role": "therapist", "text": "only me"}], "s2")})
+    before = c.session("s1").read_utterances()
+    s = run_one(c, "dissonance")
+    assert s.count("done") == 2, s.outcomes
+    d = c.session("s1").read_utterances()
+    expect = compute_dissonance(before)
+    cols = ["dissonance_score", "dissonance", "dissonance_dims", "dissonance_compared", "dissonance_method"]
+    pd.testing.assert_frame_equal(d[cols], expect[cols])
+    others = [c_ for c_ in before.columns if c_ not in cols]
+    pd.testing.assert_frame_equal(d[others], before[others])
+    rec = c.session("s1").stages.get("dissonance")
+    assert rec["counts"] == {"patient": 5, "scored": 4, "flagged": 2}
+    assert any("no patient utterances" in w for w in c.session("s2").stages.get("dissonance")["warnings"])
+    assert run_one(c, "dissonance").count("skipped") == 2
+    # different settings (from corpus.toml's [dissonance]) recompute
+    settings = c.settings
+    settings.dissonance.threshold = 0.1
+    st = DissonanceStage.from_corpus_settings(settings)
+    assert st.scope == "session" and run_one(c, st).count("done") == 2
+    assert c.session("s1").read_utterances().loc[2, "dissonance_method"] == "eq1-raw:voice-face:T=0.1"

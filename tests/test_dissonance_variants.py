@@ -192,3 +192,48 @@ def test_cohen_kappa_matches_sklearn_and_by_hand():
     assert math.isnan(cohen_kappa([True] * 3, [True] * 3))
     sk = pytest.importorskip("sklearn.metrics")
     assert cohen_kappa(x, y) == pytest.approx(sk.cohen_kappa_score(x, y))
+
+
+def test_corpus_scope_stage_computes_over_all_sessions_and_resumes(tmp_path):
+    """scope=corpus: the stage runs once over every session (in the parent, after the per-session
+    stages); its values equal the variant over the concatenated table; a change in one session
+    recomputes all (they share the reference distribution)."""
+    from emoguide.config import DissonanceSettings
+    from emoguide.pipeline.runner import run_one, run_stages
+    from emoguide.stages.dissonance import DissonanceStage
+
+    from helpers import corpus_with
+
+    quiet = offset_table(20, offset=0.0, session_id="q")
+    loud = offset_table(20, offset=0.6, session_id="l")
+    quiet.loc[quiet["role"] == "patient", "voice_valence"] += np.linspace(0, 0.1, 20)
+    loud.loc[loud["role"] == "patient", "voice_valence"] += np.linspace(0, 0.1, 20)
+    c = corpus_with(tmp_path, {"q": quiet, "l": loud})
+    ds = DissonanceSettings(method="percentile", percentile=90, scope="corpus")
+    stage = DissonanceStage(ds)
+    assert stage.scope == "corpus" and DissonanceStage.scope == "session"
+    assert DissonanceStage(DissonanceSettings(scope="corpus")).scope == "session"  # the paper's raw form ignores scope
+    s = run_one(c, stage)
+    assert {o.item: o.status for o in s.outcomes} == {"l": "done", "q": "done"}, s.outcomes
+    expect = compute_dissonance_variant(c.utterances(), "percentile", percentile=90, scope="corpus")
+    got = c.utterances()
+    pd.testing.assert_series_equal(got["dissonance"], expect["dissonance"])
+    assert got.loc[got["session_id"] == "q", "dissonance"].sum() == 0 and got["dissonance"].sum() == 4
+    rec = c.session("q").stages.get("dissonance")
+    assert rec["status"] == "done" and rec["reference_sessions"] == 2
+    assert rec["fingerprint"] == c.session("l").stages.get("dissonance")["fingerprint"]
+    # nothing changed: nothing done; forced: all redone
+    assert run_one(c, DissonanceStage(ds)).count("skipped") == 2
+    assert run_one(c, DissonanceStage(ds), force=True).count("done") == 2
+    # one session's upstream changes (its roles) -> every session is recomputed
+    assert run_one(c, "roles", ["q"]).count("done") == 1
+    assert run_one(c, DissonanceStage(ds)).count("done") == 2  # l did not change, but its reference did
+    report = run_stages(c, ["roles", DissonanceStage(ds)])  # dissonance waits for every roles task
+    assert {o.item: o.status for o in report.summary("roles").outcomes} == {"q": "skipped", "l": "done"}
+    assert report.summary("dissonance").count("done") == 2
+    assert "roles" in c.session("q").stages.get("dissonance")["upstream"]
+    # a per-session variant takes its records over again
+    per = run_one(c, DissonanceStage(DissonanceSettings(method="percentile", percentile=90, scope="session")))
+    assert per.count("done") == 2
+    by = c.utterances().groupby("session_id")["dissonance"].sum()
+    assert by["q"] == 2 and by["l"] == 2

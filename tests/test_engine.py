@@ -162,3 +162,13 @@ def test_stages_json_records_executor_and_fingerprint_inputs(tmp_path):
     rec = json.loads((c.session("s0").path / "stages.json").read_text())["wordcount"]
     assert rec["executor"] == "serial" and rec["status"] == "done"
     assert rec["settings"]["version"] == 1 and rec["settings"]["settings"]["factor"] == 1.0
+
+
+def test_a_not_applicable_record_stays_current_and_keeps_downstream_current(tmp_path):
+    c = _corpus(tmp_path, 2)
+    st = [WordCount(CountSettings(skip_on=["s0"])), WordSum()]
+    run_stages(c, st)
+    ids = {k: _rec(c, "s0", k)["run_id"] for k in ("wordcount", "wordsum")}
+    rep = run_stages(c, st)
+    assert [o.reason for o in rep.summaries[0].outcomes if o.item == "s0"] == ["nothing to count"]
+    assert {k: _rec(c, "s0", k)["run_id"] for k in ("wordcount", "wordsum")} == ids

@@ -289,3 +289,145 @@ def test_missing_api_key_is_an_error_row(corpus, monkeypatch):
     assert (df.status == "error").all() and (df.error_kind == "config").all()
     assert "OPENAI_API_KEY" in df.error.iloc[0]
     assert "NOTE: session text will be sent to https://api.openai.com/v1 (openai:gpt-4o)" in buf.getvalue()
+
+
+# -- the corpus stage (emoguide.stages.generate) through the runner ---------------------------------
+
+def _stage_corpus(tmp_path, llm: dict | None = None) -> Corpus:
+    """Two sessions of 3 therapist/patient pairs; corpus.toml: K=2 and the given [llm] keys."""
+    from emoguide.config import save_settings
+    from helpers import corpus_with, dialogue
+
+    tables = {}
+    for sid in ("s1", "s2"):
+        df = dialogue(3, sid)
+        df["text"] = df["text"] + f" ({sid})"  # no two prompts alike: each row is its own call
+        tables[sid] = df
+    c = corpus_with(tmp_path, tables)
+    settings = c.settings
+    settings.targets.context_turns = 2
+    for k, v in (llm or {}).items():
+        setattr(settings.llm, k, v)
+    save_settings(c.settings_path, settings)
+    return c
+
+
+def test_generate_stage_renders_prompts_and_records_rows(tmp_path, monkeypatch):
+    """No key for openai: every row an error row (nothing sent), one event per row, the prompts
+    rendered from the corpus with corpus.toml's [targets] and [llm]."""
+    from emoguide.pipeline.runner import run_stages
+    from emoguide.stages.generate import GenerateStage
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("EMOGUIDE_OPENAI_API_KEY", raising=False)
+    c = _stage_corpus(tmp_path, {"max_tokens": 7})
+    stage = GenerateStage.from_corpus_settings(c.settings)
+    stage.settings.models = ["openai:gpt-4o"]
+    stage.settings.conditions = ["base", "dissonance"]
+    stage.settings.limit = 2
+    stage.console, buf = _quiet()
+    events = []
+    report = run_stages(c, [stage], on_event=events.append)
+    df = report.corpus_results["generate"]
+    # limit 2: the first two targets (s1 #1, s1 #3), each under both conditions
+    assert sorted(zip(df.session_id, df.target_index, df.condition)) == [
+        ("s1", 1, "base"), ("s1", 1, "dissonance"), ("s1", 3, "base"), ("s1", 3, "dissonance")]
+    base = df[df.condition == "base"]
+    assert (base.status == "error").all() and (base.error_kind == "config").all()
+    assert (base.max_tokens == 7).all()
+    assert base.prompt.str.contains("Patient: Patient line 0. (s1)", regex=False).any()
+    miss = df[df.condition == "dissonance"]
+    assert (miss.status == "missing_inputs").all() and (miss.prompt == "").all()
+    assert "NOTE: session text will be sent to https://api.openai.com/v1" in buf.getvalue()
+    summary = report.summary("generate")
+    assert summary.count("failed") == 2  # the two base rows
+    assert {o.stage for o in summary.outcomes} >= {"prompts:base", "prompts:dissonance", "generate"}
+    plans = [e.total for e in events if e.kind == "plan" and e.stage == "generate"]
+    assert plans[-1] == 4
+    rows = [e for e in events if e.stage == "generate" and e.kind in ("done", "skipped", "failed")]
+    assert sorted(e.kind for e in rows) == ["failed", "failed", "skipped", "skipped"]
+    assert all("#" in e.session and "openai:gpt-4o" in e.session for e in rows)
+    assert len(read_generations(c.generations_path)) == 4
+
+
+def test_generate_stage_without_models_fails_the_stage_not_the_run(tmp_path):
+    from emoguide.pipeline.runner import run_stages
+    from emoguide.stages.generate import GenerateSettings, GenerateStage
+
+    c = _stage_corpus(tmp_path)
+    # "prompts" by name: built from corpus.toml (K=2: 3 targets a session)
+    report = run_stages(c, ["prompts", GenerateStage(GenerateSettings(models=[]))])
+    assert len(report.corpus_results["prompts"]) == 6 * 4  # 3 targets x 2 sessions x 4 conditions
+    assert "generate" not in report.corpus_results
+    failed = report.summary("generate").failed
+    assert len(failed) == 1 and "at least one model" in failed[0].reason
+    assert not c.generations_path.exists()
+
+
+def test_generate_settings_accept_the_cli_forms():
+    from emoguide.stages.generate import GenerateSettings
+
+    s = GenerateSettings.model_validate({"models": "llamacpp:smollm2, openai:gpt-4o", "conditions": "base,discrete"})
+    assert s.models == ["llamacpp:smollm2", "openai:gpt-4o"] and s.conditions == ["base", "discrete"]
+    assert GenerateSettings().conditions == ["base", "discrete", "continuous", "dissonance"]
+    assert "provider:model" in GenerateSettings.model_fields["models"].description
+    with pytest.raises(Exception):
+        GenerateSettings(limit=-1)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_generate_stage_real_server_then_cached_then_forced(llama_server, tmp_path, count_calls):
+    from emoguide.pipeline.runner import run_one, run_stages
+    from emoguide.stages.generate import GenerateStage
+
+    c = _stage_corpus(tmp_path)
+    stage = GenerateStage.from_corpus_settings(c.settings)
+    stage.settings.models = [MODEL]
+    stage.settings.conditions = ["base"]
+    stage.settings.llm = settings_for(llama_server.base_url, max_tokens=24)
+    stage.console, _ = _quiet()
+    events = []
+    report = run_stages(c, [stage], on_event=events.append)
+    df = report.corpus_results["generate"]
+    assert len(df) == 6 and (df.status == "ok").all(), df.error.tolist()
+    assert len(count_calls) == 6 and (df.completion_tokens > 0).all()
+    assert sum(e.kind == "done" and e.stage == "generate" for e in events) == 6
+    assert all(e.seconds > 0 for e in events if e.kind == "done" and e.stage == "generate")
+    # rerun: every row from the cache, no call
+    count_calls.clear()
+    summary = run_one(c, stage)
+    assert count_calls == [] and sum(o.reason == "cached" for o in summary.outcomes) == 6
+    # --force: asked again, same answers at temperature 0
+    summary = run_one(c, stage, force=True)
+    assert len(count_calls) == 6 and sum(o.stage == "generate" and o.status == "done" for o in summary.outcomes) == 6
+    again = read_generations(c.generations_path)
+    assert sorted(again.raw_output) == sorted(df.raw_output)
+
+
+# -- llama.cpp thread caps ----------------------------------------------------------------------------
+
+def test_llamacpp_threads_follow_the_worker_cap(monkeypatch):
+    from emoguide.llm.llamacpp import LlamaCppBackend
+
+    monkeypatch.delenv("EMOGUIDE_THREADS", raising=False)
+    assert LlamaCppBackend("smollm2", n_threads=3).threads() == (3, None)
+    monkeypatch.setenv("EMOGUIDE_THREADS", "2")
+    assert LlamaCppBackend("smollm2").threads() == (2, 2)
+    assert LlamaCppBackend("smollm2", n_threads=8).threads() == (2, 2)  # never above the cap
+    assert LlamaCppBackend("smollm2", n_threads=1).threads() == (1, 1)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_llamacpp_loads_with_the_capped_threads(monkeypatch):
+    _require_server()
+    from emoguide.llm.llamacpp import LlamaCppBackend
+
+    monkeypatch.setenv("EMOGUIDE_THREADS", "1")
+    backend = LlamaCppBackend("smollm2", n_ctx=512).load()
+    try:
+        assert backend._llm.n_threads == 1 and backend._llm.n_threads_batch == 1
+        assert backend.info()["n_threads"] == 1 and backend.info()["n_threads_batch"] == 1
+    finally:
+        backend.close()

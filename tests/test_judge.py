@@ -405,6 +405,51 @@ def test_cli_judge_sampling_with_study_criteria_fallback(tmp_path, monkeypatch):
     assert res.exit_code == 2
 
 
+def test_judge_stage_through_the_runner_events_and_failures(tmp_path):
+    """The corpus stage: settings from corpus.toml [llm], one event per judged row, the paper's
+    criteria without a study, and a stage that cannot start fails alone with its reason."""
+    from emoguide.config import save_settings
+    from emoguide.pipeline.runner import run_stages
+    from emoguide.stages.judge import JudgeStage, JudgeStageSettings
+
+    c = small_corpus(tmp_path)
+    with NoLogprobsServer(_answer) as server:
+        settings = c.settings
+        settings.llm = settings_for(server.base_url, timeout_s=1.0, max_retries=0, concurrency=2)
+        save_settings(c.settings_path, settings)
+        stage = JudgeStage.from_corpus_settings(c.settings)
+        assert stage.settings.llm.providers["local"].base_url == server.base_url
+        stage.settings.models = ["local:nolp"]
+        stage.settings.method = "sampling"
+        stage.settings.samples = 2
+        stage.settings.limit = 1
+        stage.console, buf = _quiet()
+        events = []
+        report = run_stages(c, [stage], on_event=events.append)
+        df = report.corpus_results["judge"]
+        assert "no rating study" in buf.getvalue()
+        assert len(df) == 6 and set(df.criterion) == {c_.name for c_ in default_criteria()}
+        assert (df[df.criterion == "applicability"].status == "ok").all()
+        assert (df[df.criterion == "comprehensiveness"].error_kind == "unparseable").all()
+        assert len(server.requests) == 6 * 2
+        rows = [e for e in events if e.stage == "judge" and e.kind in ("done", "skipped", "failed")]
+        assert [e.total for e in events if e.kind == "plan" and e.stage == "judge"][-1] == 6
+        assert len(rows) == 6 and sum(e.kind == "failed" for e in rows) == int((df.status == "error").sum())
+        assert all("<- local:nolp [" in e.session for e in rows)
+        summary = report.summary("judge")
+        assert summary.count("failed") == int((df.status == "error").sum())
+        assert summary.count("skipped") >= 2  # the two unusable generations
+
+    # no judge model, then no generations: the stage fails with the reason, the run returns
+    report = run_stages(c, [JudgeStage(JudgeStageSettings())])
+    assert "judge" not in report.corpus_results
+    assert "at least one judge model" in report.summary("judge").failed[0].reason
+    c.generations_path.unlink()
+    report = run_stages(c, [JudgeStage(JudgeStageSettings(models=["local:nolp"], llm=settings_for("http://127.0.0.1:9/v1")))])
+    reason = report.summary("judge").failed[0].reason
+    assert "generations.parquet does not exist" in reason
+
+
 # -- the stage, against real llama.cpp -----------------------------------------------------------
 
 def _require_server():

@@ -29,7 +29,6 @@ from emoguide.media import (  # noqa: E402
     DownloadError,
     download,
     extract_audio_wav,
-    ingest_media,
     iter_audio,
     iter_frames,
     looks_like_url_list,
@@ -38,6 +37,7 @@ from emoguide.media import (  # noqa: E402
     read_url_list,
 )
 from emoguide.media import ingest as ingest_mod  # noqa: E402
+from emoguide.stages.ingest_media import ingest_media  # noqa: E402
 
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared/data/media"
 
@@ -403,14 +403,14 @@ def test_ingest_batch_with_bad_files(tmp_path, synth, truncated_real):
     assert abs(wav_params(s.path / "audio.wav")[3] / 16000 - src["probe"]["audio"]["duration_s"]) < 0.1
     utt = s.read_utterances()
     assert isinstance(utt, pd.DataFrame) and len(utt) == 0
-    rec = s.stages.get("media")
+    rec = s.stages.get("ingest_media")
     assert rec["status"] == "done" and "audio.wav" in rec["outputs"]
-    assert rec["settings"]["sample_rate"] == 16000 and "av" in rec["versions"]
+    assert rec["settings"]["settings"]["sample_rate"] == 16000 and "av" in rec["versions"]
 
     na = corpus.session("noaudio")
     assert not (na.path / "audio.wav").exists()
     assert na.read_source()["audio"] is None
-    assert "no audio track: transcript stages will skip" in na.stages.get("media")["warnings"]
+    assert "no audio track: transcript stages will skip" in na.stages.get("ingest_media")["warnings"]
 
 
 def test_ingest_resume_and_force(tmp_path, synth):
@@ -450,6 +450,31 @@ def test_ingest_folder_and_id_collision(tmp_path, synth):
     # In a later batch the existing session is protected too.
     _, again = ingest_media(corpus, [b / "session.mp4"], settings=MediaSettings())
     assert again.count("failed") == 1 and "already exists" in again.failed[0].reason
+
+
+def test_ingest_replaced_file_and_rerun_from_source(tmp_path, synth):
+    from emoguide.pipeline.runner import run_one
+    from emoguide.stages.ingest_media import IngestMediaSettings, IngestMediaStage
+
+    corpus = Corpus.open(tmp_path / "c", create=True)
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(synth["tone"].read_bytes())
+    _, s1 = ingest_media(corpus, [clip])
+    session = corpus.session("clip")
+    assert s1.count("done") == 1 and (session.path / "audio.wav").exists()
+    # The same path now holds a file with no audio track: the old audio.wav must not survive.
+    clip.write_bytes(synth["noaudio"].read_bytes())
+    _, s2 = ingest_media(corpus, [clip])
+    assert s2.count("done") == 1, s2.outcomes
+    assert not (session.path / "audio.wav").exists() and session.read_source()["audio"] is None
+    _, s3 = ingest_media(corpus, [clip])
+    assert s3.count("skipped") == 1
+    # A stage run without payloads (`emoguide run ingest_media`) re-extracts from source.json.
+    clip.write_bytes(synth["tone"].read_bytes())
+    summary = run_one(corpus, IngestMediaStage(IngestMediaSettings(sample_rate=8000)))
+    assert summary.count("done") == 1, summary.outcomes
+    assert wav_params(session.path / "audio.wav")[0] == 8000
+    assert session.read_source()["audio"]["sample_rate"] == 8000
 
 
 def test_media_digest_samples_large_files(tmp_path, monkeypatch):

@@ -150,3 +150,77 @@ def test_bad_condition_files_name_the_file(tmp_path):
         cond.render(turns=[])
     with pytest.raises(KeyError, match="unknown condition"):
         select_conditions("base,telepathy")
+
+
+# -- the corpus stage ------------------------------------------------------------------------------
+
+def _corpus_for_prompts(tmp_path):
+    from helpers import corpus_with
+
+    no_roles = dialogue(2, "c_noroles")
+    no_roles["role"] = None
+    c = corpus_with(tmp_path, {"a_affect": affect_table(), "b_plain": dialogue(3, "b_plain"), "c_noroles": no_roles})
+    (c.sessions_dir / "d_broken").mkdir()
+    (c.sessions_dir / "d_broken" / "utterances.parquet").write_bytes(b"not a parquet file")
+    return c
+
+
+def test_prompts_stage_renders_every_session_and_fails_only_the_broken_one(tmp_path):
+    from emoguide.pipeline.runner import run_stages
+    from emoguide.stages.prompts import PromptsSettings, PromptsStage
+
+    c = _corpus_for_prompts(tmp_path)
+    events = []
+    stage = PromptsStage(PromptsSettings(conditions="base,dissonance", targets=TargetSettings(context_turns=2)))
+    report = run_stages(c, [stage], on_event=events.append)
+    items = report.corpus_results["prompts"]
+    # the same items as rendering each table directly, sessions in order
+    expected = []
+    for sid in ("a_affect", "b_plain"):
+        expected += render_session(c.session(sid).read_utterances(), select_conditions("base,dissonance"),
+                                   TargetSettings(context_turns=2))
+    assert [i.to_dict() for i in items] == [i.to_dict() for i in expected]
+    assert {i.session_id for i in items} == {"a_affect", "b_plain"}
+    plain = [i for i in items if i.session_id == "b_plain"]
+    assert {i.status for i in plain if i.condition == "dissonance"} == {"missing_inputs"}
+    assert all(i.status == "ok" for i in plain if i.condition == "base")
+    summary = report.summary("prompts")
+    by = {(o.item, o.stage): o for o in summary.outcomes}
+    assert by[("d_broken", "prompts")].status == "failed" and "parquet" in by[("d_broken", "prompts")].reason.lower()
+    assert by[("c_noroles", "prompts")].status == "skipped" and "roles" in by[("c_noroles", "prompts")].reason
+    assert by[("b_plain", "prompts:dissonance")].status == "skipped"
+    assert by[("a_affect", "prompts:dissonance")].status == "done"
+    assert summary.count("failed") == 1
+    kinds = [(e.kind, e.session) for e in events if e.stage == "prompts"]
+    assert ("plan", "") in kinds and ("failed", "d_broken") in kinds and ("skipped", "c_noroles") in kinds
+    assert [e.total for e in events if e.kind == "plan"][-1] == 4
+
+
+def test_prompts_stage_reads_targets_and_templates_from_corpus_toml(tmp_path):
+    from emoguide.config import save_settings
+    from emoguide.pipeline.runner import run_stages
+    from emoguide.stages.prompts import PromptsStage
+
+    (tmp_path / "tpl").mkdir()
+    (tmp_path / "tpl" / "mine.toml").write_text('name = "mine"\nrequires = []\ntemplate = "Reply to {{ target.text }}"\n')
+    c = _corpus_for_prompts(tmp_path)
+    settings = c.settings
+    settings.targets.context_turns = 2
+    settings.targets.strategy = "last"
+    settings.templates_dir = str(tmp_path / "tpl")
+    save_settings(c.settings_path, settings)
+    stage = PromptsStage.from_corpus_settings(c.settings)
+    assert stage.settings.targets.strategy == "last" and stage.settings.templates_dir == str(tmp_path / "tpl")
+    stage.settings.conditions = ["mine"]
+    items = run_stages(c, [stage], sessions=["b_plain"]).corpus_results["prompts"]
+    assert [(i.target_index, i.prompt) for i in items] == [(5, "Reply to Patient line 2.\n")]
+
+
+def test_unknown_roles_are_no_targets():
+    from emoguide.corpus import schema
+
+    df = dialogue(3)
+    df["role"] = df["role"].astype(object)
+    df.loc[3, "role"] = None  # one patient utterance whose role is unknown: <NA> once conformed
+    got = select_targets(schema.conform(df), TargetSettings(context_turns=2))
+    assert [t.target_index for t in got] == [1, 5]

@@ -3,9 +3,9 @@ from dataclasses import dataclass
 import pandas as pd
 import pytest
 
-from emoguide.config import RolesSettings
-from emoguide.speech.roles import heuristic_roles, llm_roles, read_overrides
-from emoguide.runner.roles_stage import run_roles
+from emoguide.pipeline.runner import run_one
+from emoguide.speech.roles import heuristic_roles, llm_roles, read_overrides, set_overrides
+from emoguide.stages.roles import RolesStage, RolesStageSettings
 
 from helpers import SHARED_DATA, corpus_with
 
@@ -95,24 +95,76 @@ def test_roles_stage_infers_keeps_given_and_overrides_survive_reruns(tmp_path):
     given = asr_like([("A", "Hello."), ("B", "Hi.")], "given")
     given["role"] = ["patient", "therapist"]  # unusual, but given by the file: kept
     c = corpus_with(tmp_path, {"asr": asr_like(DIALOGUE, "asr"), "given": given})
-    s = run_roles(c, RolesSettings())
-    assert s.count("done") == 2
+    s = run_one(c, "roles")
+    assert s.count("done") == 2, s.outcomes
+    reasons = {o.item: o.reason for o in s.outcomes}
+    assert reasons["asr"].startswith("A=therapist, B=patient (heuristic, conf")
     asr = c.session("asr").read_utterances()
     assert dict(zip(asr["speaker"], asr["role"])) == {"A": "therapist", "B": "patient"}
+    assert asr["role_given"].eq("unknown").all()  # what the transcript said, kept apart
     g = c.session("given").read_utterances()
     assert dict(zip(g["speaker"], g["role"])) == {"A": "patient", "B": "therapist"}
-    assert run_roles(c, RolesSettings()).count("skipped") == 2
+    assert c.session("given").stages.get("roles")["backends"]["roles"] == "given"
+    assert run_one(c, "roles").count("skipped") == 2
 
-    from typer.testing import CliRunner
-    from emoguide.cli import app
-
-    res = CliRunner().invoke(app, ["roles", "--corpus", str(c.root), "asr", "--set", "A=patient", "--set", "B=therapist"])
-    assert res.exit_code == 0, res.output
+    # an override (what `emoguide roles --set` writes) is an input: only that session reruns
+    set_overrides(c.session("asr").path, {"A": "patient", "B": "therapist"})
+    again = run_one(c, "roles")
+    assert {o.item: o.status for o in again.outcomes} == {"asr": "done", "given": "skipped"}
     assert read_overrides(c.session("asr").path) == {"A": "patient", "B": "therapist"}
     asr = c.session("asr").read_utterances()
     assert dict(zip(asr["speaker"], asr["role"])) == {"A": "patient", "B": "therapist"}
-    run_roles(c, RolesSettings(), force=True)  # a forced rerun re-infers, then the override wins again
+    run_one(c, "roles", force=True)  # a forced rerun re-infers from role_given, then the override wins again
     asr = c.session("asr").read_utterances()
     assert dict(zip(asr["speaker"], asr["role"])) == {"A": "patient", "B": "therapist"}
     rec = c.session("asr").stages.get("roles")
     assert rec["roles"]["overrides"] == {"A": "patient", "B": "therapist"} and rec["backends"]["roles"] == "heuristic"
+    assert rec["roles"]["roles"] == {"A": "therapist", "B": "patient"}  # the inference, before overrides
+    assert "roles.json" in rec["inputs"]
+
+
+def test_roles_stage_llm_pass_and_a_failed_load(tmp_path):
+    c = corpus_with(tmp_path, {"s1": asr_like(DIALOGUE, "s1"), "s2": asr_like(DIALOGUE, "s2")})
+    stage = RolesStage(RolesStageSettings(method="llm", llm_model="scripted:test"))
+    stage._backend = ScriptedBackend('{"A": "therapist", "B": "client"}')  # serial executor: kept as is
+    s = run_one(c, stage, ["s1"])
+    assert s.count("done") == 1, s.outcomes
+    rec = c.session("s1").stages.get("roles")
+    assert rec["backends"]["roles"] == "llm:scripted:test" and rec["settings"]["settings"]["llm_model"] == "scripted:test"
+    df = c.session("s1").read_utterances()
+    assert dict(zip(df["speaker"], df["role"])) == {"A": "therapist", "B": "patient"}
+    # a backend that cannot be built fails each session that needs it, with the reason; none stops the batch
+    bad = run_one(c, RolesStage(RolesStageSettings(method="llm", llm_model="nosuchprovider:m")), force=True)
+    assert bad.count("failed") == 2, bad.outcomes
+    assert all("nosuchprovider" in o.reason for o in bad.outcomes)
+    # the heuristic ignores [llm]: changing it does not rerun a heuristic session
+    from emoguide.config import LLMSettings
+
+    run_one(c, "roles", force=True)
+    h = RolesStage(RolesStageSettings(llm=LLMSettings(seed=7)))
+    assert run_one(c, h).count("skipped") == 2
+
+
+def test_an_override_reruns_the_stages_that_read_roles_only(tmp_path):
+    """safety and dissonance read the role group; text_affect reads only the rows' words."""
+    from emoguide.pipeline.runner import run_stages
+    from emoguide.stages.safety import SafetySettings, SafetyStage
+
+    rows = DIALOGUE + [("B", "Honestly I want to die some nights.")]
+    c = corpus_with(tmp_path, {"s1": asr_like(rows, "s1")})
+    lexical = SafetyStage(SafetySettings(screen="lexical"))
+    first = run_stages(c, ["roles", lexical, "dissonance"])
+    assert first.failed == 0, [s.outcomes for s in first.summaries]
+    df = c.session("s1").read_utterances()
+    assert df["risk_flag"].tolist() == [pd.NA, False, pd.NA, False, pd.NA, False, True]  # patients only
+    assert df.loc[6, "risk_terms"] == "want to die"
+    rec = c.session("s1").stages.get("safety")
+    assert rec["backends"]["safety"] == "lexical-v1" and "roles" in rec["upstream"]
+    assert any("1 patient utterance(s) flagged" in w for w in rec["warnings"])
+    again = run_stages(c, ["roles", SafetyStage(SafetySettings(screen="lexical")), "dissonance"])
+    assert all(s.count("skipped") == 1 for s in again.summaries)
+    set_overrides(c.session("s1").path, {"A": "patient", "B": "therapist"})  # the patient is now A
+    redo = run_stages(c, ["roles", SafetyStage(SafetySettings(screen="lexical")), "dissonance"])
+    assert all(s.count("done") == 1 for s in redo.summaries)
+    df = c.session("s1").read_utterances()
+    assert df["risk_flag"].tolist() == [False, pd.NA, False, pd.NA, False, pd.NA, pd.NA]

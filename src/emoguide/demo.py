@@ -76,10 +76,10 @@ def run_media_demo(
     from emoguide.corpus.atomic import write_table, write_text
     from emoguide.evaluation.figures import dissonance_timeline, sentiment_by_role
     from emoguide.llm.generate import generate
-    from emoguide.media import ingest_media
+    from emoguide.stages.ingest_media import ingest_media
     from emoguide.prompts.conditions import select_conditions
     from emoguide.runner.pipeline import run_pipeline
-    from emoguide.runner.text_stages import build_prompts
+    from emoguide.stages.prompts import build_prompts
     from emoguide.transcripts.writers import export_corpus, export_transcripts
 
     console = console or Console(stderr=True)
@@ -211,8 +211,11 @@ def run_text_demo(
     from emoguide.corpus.atomic import write_text
     from emoguide.llm.generate import generate
     from emoguide.prompts.conditions import select_conditions
-    from emoguide.runner.text_stages import build_prompts, import_affect, run_dissonance, run_safety
-    from emoguide.transcripts.ingest import ingest_transcripts
+    from emoguide.pipeline.runner import run_one
+    from emoguide.stages.affect_import import import_affect
+    from emoguide.stages.dissonance import DissonanceStage
+    from emoguide.stages.prompts import build_prompts
+    from emoguide.stages.ingest_transcript import ingest_transcripts
     from emoguide.transcripts.writers import export_corpus, export_transcripts
 
     console = console or Console(stderr=True)
@@ -224,14 +227,14 @@ def run_text_demo(
     console.rule("1. ingest the sample transcript")
     ids, s = ingest_transcripts(corpus, [transcript], force=force)
     summaries.append(s)
-    summaries.append(run_safety(corpus, ids, force=force))
+    summaries.append(run_one(corpus, "safety", ids, force=force))
 
     console.rule("2. import the illustrative voice/face values")
     summaries.append(import_affect(corpus, affect_csv, force=force))
 
     console.rule("3. emotional dissonance (Eq. 1, T=0.5)")
     settings = corpus.settings
-    summaries.append(run_dissonance(corpus, settings.dissonance, ids, force=force))
+    summaries.append(run_one(corpus, DissonanceStage(settings.dissonance), ids, force=force))
 
     console.rule("4. the four prompt conditions")
     conds = select_conditions("base,discrete,continuous,dissonance")

@@ -1,9 +1,11 @@
-"""Stage `voice`: voice valence/arousal/dominance per utterance (docs/voice.md; utterance columns voice_*).
+"""Voice affect per utterance of one session's audio: the library half of stage `voice`
+(docs/voice.md; the stage itself is `emoguide.stages.voice`).
 
-Reads `sessions/<id>/audio.wav` (16 kHz mono 16-bit, sample i at media time i / 16000) and the
-utterance table. For each utterance the samples in [start, end] go through the voice backend
-(`voice.py` registry: `prosody`, the offline default, or `audeering`); baseline-relative backends
-see all utterances of the session at once, grouped by speaker. Written to the utterance table:
+`WavReader` gives random access to `audio.wav` (16 kHz mono 16-bit, sample i at media time
+i / 16000). `estimate_utterances` sends each utterance's samples in [start, end] through a voice
+backend (`voice.py` registry: `prosody`, the offline default, or `audeering`); baseline-relative
+backends see all utterances of the session at once, grouped by speaker. `apply_estimates` turns
+the estimates into the utterance columns:
 
 - `voice_valence, voice_arousal, voice_dominance`: [-1, 1], null where the backend has no such
   output or the utterance could not be measured (never 0);
@@ -12,32 +14,22 @@ see all utterances of the session at once, grouped by speaker. Written to the ut
 - `voice_label, voice_probs`: null (no categorical speech model exists offline, docs/voice.md).
 
 Utterances shorter than `min_duration_s` (0.3 s), silent ones (no 25 ms frame above -50 dBFS),
-ones outside the audio and ones without times stay null; the counts per reason go to stages.json
-with the backend id, versions, settings and (prosody) the speaker baselines.
+ones outside the audio and ones without times stay null, each with its reason.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import wave
-from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from emoguide.affect.voice import SILENCE_DBFS, VoiceAffect, VoiceEstimate, get_voice_affect, is_silent, unavailable
-from emoguide.corpus.layout import Corpus, Session
-from emoguide.corpus.stages import file_digest
-from emoguide.errors import EmoguideError, InputError
-from emoguide.runner.summary import BatchSummary, Outcome
+from emoguide.affect.voice import SILENCE_DBFS, VoiceAffect, VoiceEstimate, is_silent, unavailable
+from emoguide.errors import InputError
 
-STAGE = "voice"
-STAGE_VERSION = 1
-AUDIO_NAME = "audio.wav"
-UPSTREAM = ("media", "utterances", "roles")
 MIN_DURATION_S = 0.3
 VALUE_COLUMNS = ("voice_valence", "voice_arousal", "voice_dominance")
 
@@ -93,24 +85,7 @@ class WavReader:
         self.close()
 
 
-# --------------------------------------------------------------------------- per session
-
-
-def _turns_hash(df: pd.DataFrame) -> str:
-    cols = [c for c in ("index", "start", "end", "speaker") if c in df.columns]
-    if not len(df):
-        return "empty"
-    h = pd.util.hash_pandas_object(df[cols].astype(str), index=False).to_numpy()
-    return hashlib.sha256(h.tobytes() + ",".join(cols).encode()).hexdigest()[:16]
-
-
-def _settings(backend: VoiceAffect, min_duration_s: float, silence_dbfs: float) -> dict[str, Any]:
-    return {
-        "version": STAGE_VERSION,
-        "backend": backend.settings(),
-        "min_duration_s": float(min_duration_s),
-        "silence_dbfs": float(silence_dbfs),
-    }
+# --------------------------------------------------------------------------- per utterance
 
 
 def estimate_utterances(
@@ -175,107 +150,3 @@ def apply_estimates(utterances: pd.DataFrame, estimates: list[VoiceEstimate], so
     )
     out["voice_source"] = pd.Series([source] * len(out), index=idx, dtype="string")
     return out
-
-
-def voice_session(
-    session: Session,
-    backend: VoiceAffect,
-    *,
-    force: bool = False,
-    min_duration_s: float = MIN_DURATION_S,
-    silence_dbfs: float = SILENCE_DBFS,
-    model_digests: dict[str, str] | None = None,
-    load: Callable[[], VoiceAffect] | None = None,
-) -> tuple[str, str]:
-    """Run the stage on one session; return (status, reason)."""
-    audio = session.path / AUDIO_NAME
-    if not audio.exists():
-        return "skipped", f"no {AUDIO_NAME} (run ingest first)"
-    utts = session.read_utterances()
-    if not len(utts):
-        return "skipped", "no utterances"
-    settings = _settings(backend, min_duration_s, silence_dbfs)
-    run = session.stage(STAGE, settings, upstream=UPSTREAM, inputs=[audio], outputs=[session.utterances_path])
-    run.inputs["utterances.parquet#turns"] = _turns_hash(utts)
-    if model_digests is None:
-        model_digests = {f"model:{p.name}": file_digest(p) for p in backend.model_files()}
-    run.inputs.update(model_digests)
-    if not force and run.current:
-        return "skipped", "up to date"
-    with run:
-        be = load() if load is not None else backend.load()
-        with WavReader(audio) as reader:
-            if reader.sr != be.sample_rate:
-                run.warn(f"{AUDIO_NAME} is {reader.sr} Hz; resampled to {be.sample_rate} Hz for the backend")
-            estimates = estimate_utterances(
-                utts, reader, be, min_duration_s=min_duration_s, silence_dbfs=silence_dbfs
-            )
-            duration = reader.duration
-        new = apply_estimates(utts, estimates, be.id)
-        session.write_utterances(new)
-        reasons = Counter(e.reason or "unknown" for e in estimates if e.empty)
-        n_values = sum(not e.empty for e in estimates)
-        run.backends["voice"] = {"id": be.id, **be.versions()}
-        run.extra.update(
-            {
-                "n_utterances": len(estimates),
-                "n_with_values": n_values,
-                "null_reasons": dict(sorted(reasons.items())),
-                "dimensions": list(be.dimensions),
-                "audio_seconds": round(duration, 3),
-                **be.last_report(),
-            }
-        )
-        if n_values == 0:
-            run.warn("no utterance had a usable voice estimate")
-    detail = ", ".join(f"{k}: {v}" for k, v in sorted(reasons.items()))
-    return "done", f"{n_values}/{len(estimates)} utterances with voice values" + (f" (null: {detail})" if detail else "")
-
-
-def run_voice(
-    corpus: Corpus,
-    sessions: Iterable[str] | None = None,
-    *,
-    backend: str | VoiceAffect = "prosody",
-    model_path: str | Path | None = None,
-    force: bool = False,
-    on_progress: Callable[[Outcome], None] | None = None,
-    min_duration_s: float = MIN_DURATION_S,
-    silence_dbfs: float = SILENCE_DBFS,
-) -> BatchSummary:
-    """The `voice` stage over a corpus. `backend` is a registry name (`prosody`, `audeering`) or a
-    built `VoiceAffect`; `model_path` is the audeering model directory. The model loads once, on
-    the first session that needs it (a load failure is reported for every session that needed it,
-    without retrying). One session's failure is recorded and the rest go on.
-    """
-    summary = BatchSummary(STAGE)
-    be = backend if isinstance(backend, VoiceAffect) else get_voice_affect(backend, model_path=model_path)
-    digests = {f"model:{p.name}": file_digest(p) for p in be.model_files()}  # once per batch
-    load_error: list[Exception] = []
-
-    def load() -> VoiceAffect:
-        if load_error:
-            raise load_error[0]
-        try:
-            return be.load()
-        except Exception as exc:  # remembered so the next session does not retry a broken load
-            load_error.append(exc)
-            raise
-
-    for session in corpus.sessions(sessions):
-        try:
-            status, reason = voice_session(
-                session,
-                be,
-                force=force,
-                min_duration_s=min_duration_s,
-                silence_dbfs=silence_dbfs,
-                model_digests=digests,
-                load=load,
-            )
-        except (EmoguideError, ValueError, KeyError, OSError, RuntimeError) as exc:
-            status, reason = "failed", f"{type(exc).__name__}: {exc}"
-        outcome = summary.add(session.id, STAGE, status, reason)
-        if on_progress is not None:
-            on_progress(outcome)
-    return summary

@@ -1,4 +1,7 @@
-"""The generate stage: every prompt item x every model -> one row of ``generations.parquet``.
+"""Generation: every prompt item x every model -> one row of ``generations.parquet``.
+
+The library half of the `generate` stage (`emoguide.stages.generate` renders the prompts and
+calls :func:`generate` from the runner; benchmarks and tests call it with their own items).
 
 Resumable at the row level. Each successful completion goes into the SQLite cache the moment it
 arrives, and the parquet file is checkpointed (atomically) every few rows, at the end, and on the
@@ -37,7 +40,7 @@ from emoguide.llm.base import BackendLoader, Completion, LLMBackend, LLMError
 from emoguide.llm.cache import CompletionCache, cache_key
 from emoguide.llm.registry import get_backend
 from emoguide.prompts.items import PromptItem
-from emoguide.runner.summary import BatchSummary
+from emoguide.summary import BatchSummary
 
 KEY = ["session_id", "target_index", "condition", "model"]
 
@@ -393,12 +396,16 @@ def generate(
     console=None,
     progress: bool = True,
     on_row: RowCallback | None = None,
+    on_plan: Callable[[int], None] | None = None,
 ) -> tuple[pd.DataFrame, BatchSummary]:
     """Generate an intervention for every item x model and merge them into generations.parquet.
 
-    Returns this call's rows (items x models, in that order) and a summary: fresh completions are
-    ``done``, cache hits and missing inputs ``skipped``, failures ``failed`` with their kind.
-    ``on_row`` is called in the calling thread with each finished row.
+    `corpus` is anything with ``generations_path``, ``cache_path`` and ``settings.llm`` (the
+    corpus stage ``emoguide.stages.generate`` passes the corpus). Returns this call's rows (items
+    x models, in that order) and a summary: fresh completions are ``done``, cache hits and missing
+    inputs ``skipped``, failures ``failed`` with their kind. ``on_plan`` is called once with the
+    number of rows this call makes, ``on_row`` in the calling thread with each finished row (the
+    stage turns both into progress events).
     """
     from rich.console import Console
     from rich.markup import escape
@@ -446,6 +453,8 @@ def generate(
 
     summary = BatchSummary(title="generate")
     state = {"dirty": bool(done_rows), "since": 0, "last": time.monotonic()}
+    if on_plan:
+        on_plan(len(order))
 
     def checkpoint() -> None:
         if not state["dirty"]:

@@ -47,6 +47,23 @@ class LlamaCppBackend(LLMBackend):
         self._llm = None
         self._lock = threading.Lock()
 
+    def threads(self) -> tuple[int, int | None]:
+        """(generation threads, prompt-processing threads) for llama.cpp.
+
+        Under a per-worker cap (`emoguide.threads.cpu_threads()`, set by the pool and Ray
+        executors) neither exceeds it, not even an explicit `n_threads`; llama.cpp's own default
+        for prompt processing is every core, so it is capped too. Without a cap: `n_threads`, or
+        min(8, cores), and llama.cpp's default (None) for prompt processing.
+        """
+        from emoguide.threads import cpu_threads
+
+        cap = cpu_threads()
+        threads = self.n_threads or cap or max(1, min(8, os.cpu_count() or 1))
+        if cap is not None:
+            threads = min(threads, cap)
+            return threads, threads
+        return threads, None
+
     def load(self) -> "LlamaCppBackend":
         with self._lock:
             self._load_locked()
@@ -60,18 +77,20 @@ class LlamaCppBackend(LLMBackend):
             self.path = resolve_gguf(self.model)
         except ModelNotFoundError as exc:
             raise LLMError("config", str(exc)) from exc
-        threads = self.n_threads or max(1, min(8, os.cpu_count() or 1))
+        threads, batch_threads = self.threads()
         try:
             self._llm = llama_cpp.Llama(
                 model_path=str(self.path),
                 n_ctx=self.n_ctx,
                 n_threads=threads,
+                n_threads_batch=batch_threads,
                 logits_all=self.logits_all,
                 verbose=False,
             )
         except Exception as exc:  # noqa: BLE001 - llama.cpp raises ValueError/RuntimeError
             raise LLMError("config", f"{self.path}: could not load: {exc}") from exc
         self._threads_used = threads
+        self._batch_threads_used = batch_threads
         self._loaded = True
 
     def _ensure_logits_all(self) -> None:
@@ -166,6 +185,7 @@ class LlamaCppBackend(LLMBackend):
                 "path": str(self.path) if self.path else None,
                 "n_ctx": self.n_ctx,
                 "n_threads": getattr(self, "_threads_used", self.n_threads),
+                "n_threads_batch": getattr(self, "_batch_threads_used", None),  # None: llama.cpp's default
                 "logits_all": self.logits_all,
             }
         )

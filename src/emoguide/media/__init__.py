@@ -1,5 +1,6 @@
-"""Media: probe video/audio files, decode audio and frames streamed, download URL sources,
-and ingest them into a corpus (see docs/media.md).
+"""Media: probe video/audio files, decode audio and frames streamed, download URL sources (see
+docs/media.md). Ingesting them into a corpus is the `ingest_media` stage
+(`emoguide.stages.ingest_media`).
 
 PyAV (`av`) and yt-dlp are optional dependencies (the `media` extra), imported when used.
 """
@@ -7,8 +8,9 @@ PyAV (`av`) and yt-dlp are optional dependencies (the `media` extra), imported w
 from emoguide.media.decode import AudioInfo, Frame, extract_audio_wav, iter_audio, iter_frames
 from emoguide.media.ingest import (
     MEDIA_EXTENSIONS,
+    MediaSource,
     expand_media_paths,
-    ingest_media,
+    extract_media,
     is_media_path,
     media_digest,
 )
@@ -30,11 +32,12 @@ __all__ = [
     "DownloadResult",
     "Frame",
     "MediaProbe",
+    "MediaSource",
     "VideoStreamInfo",
     "download",
     "expand_media_paths",
     "extract_audio_wav",
-    "ingest_media",
+    "extract_media",
     "is_media_path",
     "is_url",
     "iter_audio",

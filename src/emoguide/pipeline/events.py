@@ -39,7 +39,10 @@ class RichProgress:
             self.progress.start()
             self.started = True
         if ev.kind == "plan":
-            self.tasks[ev.stage] = self.progress.add_task(ev.stage, total=ev.total)
+            if ev.stage in self.tasks:  # a corpus stage announcing its real size
+                self.progress.update(self.tasks[ev.stage], total=ev.total, completed=0)
+            else:
+                self.tasks[ev.stage] = self.progress.add_task(ev.stage, total=ev.total)
         elif ev.kind in ("done", "skipped", "failed") and ev.stage in self.tasks:
             self.progress.advance(self.tasks[ev.stage])
             if ev.kind == "failed":

@@ -29,7 +29,7 @@ import pandas as pd
 from emoguide.config import settings_hash
 from emoguide.corpus import Corpus, schema
 from emoguide.corpus.atomic import write_json, write_parquet
-from emoguide.corpus.stages import StageLog, file_digest, package_versions
+from emoguide.corpus.stages import StageLog, package_versions
 from emoguide.pipeline import registry
 from emoguide.pipeline.events import Event, EventSink
 from emoguide.pipeline.executors import Executor, SerialExecutor, Task, TaskOutcome, scratch_dir
@@ -87,10 +87,13 @@ def fingerprint(settings_rec: dict[str, Any], stage: str, upstream: dict, inputs
     return settings_hash({"stage": stage, "settings": settings_hash(settings_rec), "upstream": upstream, "inputs": inputs})
 
 
-def outputs_present(stage: Stage, session_path: Path) -> bool:
+def outputs_present(stage: Stage, session_path: Path, rec: dict[str, Any] | None = None) -> bool:
+    listed = set((rec or {}).get("outputs") or ())
     for art in stage.writes:
         host, _, group = art.partition(":")
         if host not in FILES:
+            continue
+        if art in stage.optional and FILES[host] not in listed:
             continue
         p = session_path / FILES[host]
         if not p.exists():
@@ -145,6 +148,9 @@ def commit(session_path: Path, session_id: str, stage: Stage, outcome: TaskOutco
     for art in list(res.tables) + list(res.files):
         if art not in declared:
             raise CommitError(f"stage {stage.name} returned {art!r}, which it does not declare in `writes`")
+    for art in stage.optional:  # not produced this time: an earlier run's file would be stale
+        if art not in res.files and art not in res.tables and art in FILES:
+            (session_path / FILES[art]).unlink(missing_ok=True)
     # Whole files first (media, then tables), then column groups merged into their hosts.
     for art, src in res.files.items():
         dst = session_path / FILES.get(art, art)
@@ -257,13 +263,17 @@ def run_stages(
         log = StageLog(path / "stages.json")
         view = SessionView(corpus.root, sid, payload=(payloads or {}).get(sid))
         upstream = upstream_of(stage, log, classes)
-        inputs = {str(Path(p).name): file_digest(p) for p in stage.inputs(view) if Path(p).exists()}
+        inputs = stage.input_digests(view)
         fp = fingerprint(settings_recs[stage.name], stage.name, upstream, inputs)
         rec = log.get(stage.name)
-        if stage.name not in forced and rec and rec.get("status") == "done" and rec.get("fingerprint") == fp \
-                and outputs_present(stage, path):
-            finish(stage, sid, "skipped", "unchanged")
-            return None
+        if stage.name not in forced and rec and rec.get("status") == "done" and rec.get("fingerprint") == fp:
+            # a not-applicable record (nothing to do, nothing written) stays current as it is
+            if rec.get("not_applicable"):
+                finish(stage, sid, "skipped", str(rec["not_applicable"]))
+                return None
+            if outputs_present(stage, path, rec):
+                finish(stage, sid, "skipped", "unchanged")
+                return None
         return {"fingerprint": fp, "upstream": upstream, "inputs": inputs}
 
     def record(stage: Stage, sid: str, skeleton: dict[str, Any], outcome: TaskOutcome, started: str) -> None:
@@ -275,7 +285,8 @@ def run_stages(
             **skeleton,
             "settings_hash": settings_hash(settings_recs[stage.name]),
             "settings": settings_recs[stage.name],
-            "outputs": [FILES.get(a.partition(":")[0], a) for a in stage.writes],
+            "outputs": [FILES.get(a.partition(":")[0], a) for a in stage.writes
+                        if a not in stage.optional or (res is not None and (a in res.files or a in res.tables))],
             "backends": res.backends if res else {},
             "versions": package_versions(("emoguide",) + tuple(stage.packages)),
             "started": started,

@@ -151,6 +151,9 @@ class Stage(Generic[S]):
     Settings: ClassVar[type[BaseModel]]
     reads: ClassVar[tuple[str, ...]] = ()
     writes: ClassVar[tuple[str, ...]] = ()
+    #: Written file artifacts a run may legitimately not produce (media with no audio track):
+    #: checked on resume only when the record lists them; removed when a new run returns none.
+    optional: ClassVar[tuple[str, ...]] = ()
     #: The columns of each written column group, e.g. {"utterances:role": ("role", "role_given")}.
     columns: ClassVar[dict[str, tuple[str, ...]]] = {}
     version: ClassVar[int] = 1
@@ -181,6 +184,12 @@ class Stage(Generic[S]):
     def inputs(self, session: SessionView) -> list[Path]:
         """External files this session's run reads (their content digests enter the fingerprint)."""
         return []
+
+    def input_digests(self, session: SessionView) -> dict[str, str]:
+        """Digests of `inputs(session)` by file name (override for a cheaper digest of huge files)."""
+        from emoguide.corpus.stages import file_digest
+
+        return {Path(p).name: file_digest(p) for p in self.inputs(session) if Path(p).exists()}
 
     def settings_for_hash(self) -> Any:
         """Settings as hashed; override to leave out what does not change outputs (threads...)."""

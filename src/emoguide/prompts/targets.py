@@ -31,7 +31,7 @@ def select_targets(utterances: pd.DataFrame, settings: TargetSettings) -> list[T
     k = settings.context_turns
     out: list[Target] = []
     for pos, row in df.iterrows():
-        if row["role"] != "patient":
+        if pd.isna(row["role"]) or row["role"] != "patient":  # unknown roles (NA) are no target
             continue
         if settings.require_full_window and pos + 1 < k:
             continue

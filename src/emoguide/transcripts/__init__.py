@@ -1,7 +1,8 @@
 """Transcript import and export: the paper's table (CSV/TSV), SRT, WebVTT, JSON/JSONL, AnnoMI.
 
 Submodules are imported lazily by name (``emoguide.transcripts.readers`` etc.); the common entry
-points are re-exported here.
+points are re-exported here. Importing them into a corpus is the `ingest_transcript` stage
+(`emoguide.stages.ingest_transcript`).
 """
 
 from emoguide.transcripts.readers import ParsedTranscript, read_transcript_file
@@ -12,17 +13,12 @@ __all__ = [
     "read_transcript_file",
     "parse_time",
     "format_hms",
-    "ingest_transcripts",
     "export_corpus",
     "export_transcripts",
 ]
 
 
 def __getattr__(name):
-    if name == "ingest_transcripts":
-        from emoguide.transcripts.ingest import ingest_transcripts
-
-        return ingest_transcripts
     if name in ("export_corpus", "export_transcripts", "write_paper_transcript", "write_srt", "write_vtt"):
         from emoguide.transcripts import writers
 

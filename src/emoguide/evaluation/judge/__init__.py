@@ -4,7 +4,8 @@
   from the packaged hand-written default, frozen in ``<corpus>/judge/steps.toml``.
 - `prompt`: one blinded prompt per criterion (never the generation prompt, model or condition).
 - `scoring`: a score distribution from token log-probabilities, or from n samples.
-- `run`: the stage itself, cached, resumable and concurrent, writing ``judgments.parquet``.
+- `run`: the judging itself, cached, resumable and concurrent, writing ``judgments.parquet``
+  (the corpus stage `emoguide.stages.judge` wraps it).
 
 Nothing heavy is imported here.
 """

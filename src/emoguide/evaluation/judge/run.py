@@ -1,5 +1,6 @@
-"""The judge stage: every ok generated response x judge model x criterion -> one row of
-``<corpus>/judgments.parquet`` (``JUDGMENTS_COLUMNS`` first, then diagnostics).
+"""The judge: every ok generated response x judge model x criterion -> one row of
+``<corpus>/judgments.parquet`` (``JUDGMENTS_COLUMNS`` first, then diagnostics). The corpus stage
+`emoguide.stages.judge` wraps :func:`judge` for the runner and the `emoguide judge` verb.
 
 Like ``emoguide generate`` (``emoguide.llm.generate``): each completion goes into the corpus's
 SQLite completion cache the moment it arrives (keyed with the logprobs request, so a completion
@@ -45,7 +46,7 @@ from emoguide.evaluation.schema import JUDGMENTS_COLUMNS
 from emoguide.llm.base import BackendLoader, Completion, LLMBackend, LLMError
 from emoguide.llm.cache import CompletionCache, cache_key
 from emoguide.llm.registry import get_backend
-from emoguide.runner.summary import BatchSummary
+from emoguide.summary import BatchSummary
 
 METHOD_CHOICES = ("auto", "logprobs", "sampling")
 JUDGMENTS_FILE = "judgments.parquet"
@@ -378,6 +379,32 @@ class _Run:
         return None
 
 
+class StudyCriteriaError(ValueError):
+    """The corpus has a rating study whose criteria cannot be read."""
+
+
+def study_criteria(corpus_root) -> tuple[list[Criterion] | None, str]:
+    """The rating study's criteria when the corpus has a study, so judge and raters read the same
+    statements; else (None, why: the paper's criteria are judged). A study that exists but cannot
+    be read raises StudyCriteriaError naming the file."""
+    from pathlib import Path
+
+    root = Path(corpus_root)
+    if not (root / "ratings.sqlite").exists():
+        return None, f"no rating study in {root} (ratings.sqlite): judging the paper's criteria"
+    try:
+        from emoguide.evaluation.rating.config import load_study_criteria
+    except ImportError as exc:
+        return None, f"the rating study's criteria cannot be read here ({exc}): judging the paper's criteria"
+    try:
+        criteria = load_study_criteria(root)
+    except Exception as exc:  # noqa: BLE001 - a study that exists but cannot be read is an error
+        raise StudyCriteriaError(f"reading the rating study's criteria from {root / 'ratings.sqlite'}: {exc}") from exc
+    if not criteria:
+        return None, "the rating study names no criteria: judging the paper's criteria"
+    return list(criteria), f"criteria from the rating study: {', '.join(c.name for c in criteria)}"
+
+
 def _progress(console, enabled: bool):
     from emoguide.llm.generate import _progress as progress_bar
 
@@ -404,11 +431,15 @@ def judge(
     console=None,
     progress: bool = True,
     on_row: RowCallback | None = None,
+    on_plan: Callable[[int], None] | None = None,
 ) -> tuple[pd.DataFrame, BatchSummary]:
     """Judge every ok generation (with a response) x judge model x criterion into judgments.parquet.
 
     Returns this call's rows and a summary: fresh judgments ``done``, cached or kept ones and
     generations without a response ``skipped``, failures ``failed`` with their reason.
+    ``on_plan`` is called once with the number of rows to judge, ``on_row`` in the calling
+    thread with each finished row (the corpus stage ``emoguide.stages.judge`` turns both into
+    progress events).
     """
     from rich.console import Console
     from rich.markup import escape
@@ -507,6 +538,8 @@ def judge(
         else:
             summary.add(_label(row), "judge", "failed", row["reason"])
 
+    if on_plan:
+        on_plan(len(tasks))
     executor = ThreadPoolExecutor(max_workers=max(1, int(llm.concurrency)), thread_name_prefix="emoguide-judge")
     try:
         with _progress(console, progress) as bar:
