@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from emoguide.cli import app
 from emoguide.demo import demo_files
 
-runner = CliRunner()
+runner = CliRunner(env={"COLUMNS": "200"})  # wide enough that rich does not fold file paths
 
 
 class Result:
