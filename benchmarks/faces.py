@@ -24,6 +24,18 @@ directly so the first N seconds can be cut and each part timed; parquet writing 
     python benchmarks/faces.py --utterances utts.csv     # columns start,end[,speaker,role]
 
 Output goes to stdout and to benchmarks/results/faces.txt (--out).
+
+`--before-after` measures something else (issue 10, item 5): the `faces` and `face_affect` stages
+as a user runs them, on the 10-minute benchmark session (the Pexels clip looped to 598.4 s, H.264
+640x360, 23.98 fps, as benchmarks/run.py builds it; its video is cached under
+~/.cache/emoguide-bench/), the code of `--before-rev` (default HEAD: the stage loops before the
+engine) against this working tree (the engine's stages through `run_one`), in one run, in turns
+(before, after, before, after ... for `--rounds`), each into a fresh corpus. Stage times are the
+wall time of each call (model loading and the parquet writes included, as in run.py). It prints
+the real-time factors side by side, their ratio, and how far the per-utterance face_valence /
+face_arousal and the face rows move. Output: benchmarks/results/faces_engine.txt.
+
+    python benchmarks/faces.py --before-after [--rounds 2] [--before-rev HEAD] [--minutes 10]
 """
 
 from __future__ import annotations
@@ -237,19 +249,31 @@ def parse_args(argv=None):
     p.add_argument("--threshold", type=float, default=0.5, help="T of Eq. 1")
     p.add_argument("--voice", default=None,
                    help="fixed voice 'V,A' for the flag check (default: the 3x3 grid {-0.5,0,0.5}^2)")
-    p.add_argument("--out", type=Path, default=HERE / "results" / "faces.txt")
+    p.add_argument("--out", type=Path, default=None,
+                   help="default: results/faces.txt, or results/faces_engine.txt with --before-after")
+    p.add_argument("--before-after", action="store_true",
+                   help="the faces + face_affect stages before (--before-rev) vs now, on the 10-minute session")
+    p.add_argument("--before-rev", default="HEAD", help="git revision of the 'before' code")
+    p.add_argument("--rounds", type=int, default=1, help="--before-after: before/after pairs, alternating")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="--before-after: use this many minutes of the session (default: all 598.4 s)")
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.out is None:
+        args.out = HERE / "results" / ("faces_engine.txt" if args.before_after else "faces.txt")
+    if args.before_after:
+        if args.video == DEFAULT_VIDEO:
+            args.video = long_session_video()
     if not args.video.exists():
         print(f"no such video: {args.video}", file=sys.stderr)
         return 2
     args.out.parent.mkdir(parents=True, exist_ok=True)
     buf = io.StringIO()
     with redirect_stdout(Tee(sys.stdout, buf)):
-        run(args)
+        before_after(args) if args.before_after else run(args)
     args.out.write_text(buf.getvalue())
     print(f"written {args.out}")
     return 0
@@ -373,6 +397,164 @@ def run(args) -> None:
     print(f"\nfor scale: the paper configuration's per-utterance values spread with SD {spread_v:.3f} (V), "
           f"{spread_a:.3f} (A) across utterances; T = {args.threshold:g}.")
     print(f"speaker assignment modes: {', '.join(sorted({r.mode for r in runs.values()}))}")
+    print(f"load average at end: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+
+
+# --------------------------------------------------------------------------- --before-after
+
+LONG_S = 598.4  # benchmarks/run.py's 10-minute session (its dialogue's length)
+CACHE = Path.home() / ".cache" / "emoguide-bench"
+
+
+def long_session_video() -> Path:
+    """The 10-minute session's video: run.py's session-10min.mp4 when cached, else the same video
+    stream without the dialogue (Pexels clip looped with ffmpeg, same encoder settings)."""
+    import subprocess
+
+    full = CACHE / "session-10min.mp4"
+    if full.exists():
+        return full
+    out = CACHE / "faces-10min.mp4"
+    if not out.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.stem + ".part.mp4")
+        subprocess.run(
+            ["ffmpeg", "-y", "-v", "error", "-stream_loop", "-1", "-i", str(DEFAULT_VIDEO), "-map", "0:v:0",
+             "-t", f"{LONG_S:.3f}", "-c:v", "libx264", "-preset", "veryfast", "-crf", "28", "-pix_fmt", "yuv420p",
+             "-movflags", "+faststart", str(tmp)],
+            check=True,
+        )
+        os.replace(tmp, out)
+    return out
+
+
+def load_before(rev: str):
+    """The `faces` / `face_affect` stage modules (and the tracker) as they were at `rev`."""
+    import subprocess
+    import types
+
+    root = HERE.parent
+
+    def source(path: str) -> str:
+        return subprocess.run(["git", "-C", str(root), "show", f"{rev}:{path}"], check=True,
+                              capture_output=True, text=True).stdout
+
+    mods = {}
+    for key, path in (("track", "src/emoguide/vision/track.py"),
+                      ("faces", "src/emoguide/vision/faces_stage.py"),
+                      ("face_affect", "src/emoguide/vision/face_affect_stage.py")):
+        name = f"_before_{key}"
+        code = source(path).replace("emoguide.vision.track", "_before_track")
+        mod = types.ModuleType(name)
+        mod.__file__ = f"{rev}:{path}"
+        sys.modules[name] = mod
+        exec(compile(code, mod.__file__, "exec"), mod.__dict__)
+        mods[key] = mod
+    return mods
+
+
+def _bench_corpus(root: Path, video: Path, utts: pd.DataFrame, duration: float):
+    from emoguide.corpus.layout import Corpus
+
+    c = Corpus.open(root, create=True)
+    s = c.session("bench")
+    s.write_source({"kind": "media", "path": str(video), "probe": {"has_video": True, "duration_s": duration}})
+    s.write_utterances(utts)
+    return c
+
+
+def before_after(args) -> None:
+    import subprocess
+    import tempfile
+
+    from emoguide.media.probe import probe
+    from emoguide.pipeline.runner import run_one
+
+    info = probe(args.video)
+    dur = float(info.duration_s)
+    end_s = min(dur, args.minutes * 60) if args.minutes else dur
+    video = args.video
+    tmpdir = Path(tempfile.mkdtemp(prefix="emoguide-faces-ba-"))
+    if end_s < dur - 0.5:  # a cut of the session (stream copy: same frames up to a key frame)
+        video = tmpdir / f"cut-{end_s:g}s.mp4"
+        subprocess.run(["ffmpeg", "-y", "-v", "error", "-i", str(args.video), "-t", f"{end_s:.3f}", "-c", "copy",
+                        str(video)], check=True)
+        dur = float(probe(video).duration_s)
+    rev = subprocess.run(["git", "-C", str(HERE.parent), "rev-parse", "--short", args.before_rev],
+                         capture_output=True, text=True).stdout.strip()
+    print("emoguide faces + face_affect: before (stage loops) vs after (engine stages), one run")
+    print(f"video: {video.name}  {info.video.display_width}x{info.video.display_height}, {dur:.2f} s")
+    print(f"before: code at {args.before_rev} ({rev}): run_faces + run_face_affect; after: this working tree, "
+          "run_one(corpus, 'faces') + run_one(corpus, 'face_affect'), serial executor")
+    print(f"machine: {os.cpu_count()} CPUs, load average {', '.join(f'{x:.1f}' for x in os.getloadavg())} at start; "
+          "the machine is shared: compare the ratios within this run")
+    utts = pseudo_utterances(dur)
+    print(f"utterances: {len(utts)} pseudo-utterances (3/2/4 s windows, speaker B, patient); defaults: BlazeFace at "
+          "5 fps, fer\n")
+    old = load_before(args.before_rev)
+    results: list[dict] = []
+    for r in range(args.rounds):
+        for which in ("before", "after"):
+            c = _bench_corpus(tmpdir / f"{which}-{r}", video, utts, dur)
+            t0 = time.perf_counter()
+            if which == "before":
+                s1 = old["faces"].run_faces(c)
+                t1 = time.perf_counter()
+                s2 = old["face_affect"].run_face_affect(c)
+            else:
+                s1 = run_one(c, "faces")
+                t1 = time.perf_counter()
+                s2 = run_one(c, "face_affect")
+            t2 = time.perf_counter()
+            for summ in (s1, s2):
+                bad = [o for o in summ.outcomes if o.status != "done"]
+                if bad:
+                    raise SystemExit(f"{which}: {bad}")
+            sess = c.session("bench")
+            results.append({"which": which, "round": r, "faces_s": t1 - t0, "affect_s": t2 - t1,
+                            "utts": sess.read_utterances(), "faces": pd.read_parquet(sess.faces_path),
+                            "load": os.getloadavg()[0]})
+            print(f"  round {r + 1} {which:<6}: faces {t1 - t0:7.1f} s, face_affect {t2 - t1:6.1f} s, "
+                  f"load {os.getloadavg()[0]:.1f}", flush=True)
+    print()
+    print(f"{'run':<16}{'faces s':>9}{'RTF':>8}{'face_affect s':>15}{'RTF':>8}{'both s':>9}{'RTF both':>10}")
+    for x in results:
+        both = x["faces_s"] + x["affect_s"]
+        print(f"{x['which'] + ' ' + str(x['round'] + 1):<16}{x['faces_s']:>9.1f}{x['faces_s'] / dur:>8.4f}"
+              f"{x['affect_s']:>15.1f}{x['affect_s'] / dur:>8.4f}{both:>9.1f}{both / dur:>10.4f}")
+
+    def med(which: str, key: str) -> float:
+        return float(np.median([x[key] for x in results if x["which"] == which]))
+
+    fb, fa = med("before", "faces_s"), med("after", "faces_s")
+    ab, aa = med("before", "affect_s"), med("after", "affect_s")
+    print(f"\nmedian over rounds   before RTF   after RTF   before/after")
+    print(f"faces                {fb / dur:>10.4f}  {fa / dur:>10.4f}  {fb / fa:>12.2f}x")
+    print(f"face_affect          {ab / dur:>10.4f}  {aa / dur:>10.4f}  {ab / aa:>12.2f}x")
+    print(f"faces + face_affect  {(fb + ab) / dur:>10.4f}  {(fa + aa) / dur:>10.4f}  {(fb + ab) / (fa + aa):>12.2f}x"
+          f"   (target: <= 0.03 after)")
+
+    b = next(x for x in results if x["which"] == "before")
+    a = next(x for x in results if x["which"] == "after")
+    key = ["t", "x1", "y1", "x2", "y2", "score", "track_id"]
+    same_rows = len(a["faces"]) == len(b["faces"]) and np.array_equal(
+        a["faces"][key].to_numpy(float), b["faces"][key].to_numpy(float))
+    print(f"\nface rows: before {len(b['faces'])}, after {len(a['faces'])}; detections and tracks identical: {same_rows}")
+    for col in ("valence", "arousal"):
+        x, y = b["faces"][col].to_numpy(float), a["faces"][col].to_numpy(float)
+        if len(x) == len(y):
+            m = np.isfinite(x) & np.isfinite(y)
+            print(f"  per face row {col}: max |diff| {np.abs(x[m] - y[m]).max() if m.any() else float('nan'):.2e}, "
+                  f"null in one only: {int((np.isfinite(x) != np.isfinite(y)).sum())}")
+    for col in ("face_valence", "face_arousal"):
+        x, y = b["utts"][col].to_numpy(float), a["utts"][col].to_numpy(float)
+        m = np.isfinite(x) & np.isfinite(y)
+        d = np.abs(x[m] - y[m])
+        print(f"per utterance {col}: {int(m.sum())}/{len(x)} both non-null, null in one only "
+              f"{int((np.isfinite(x) != np.isfinite(y)).sum())}; mean |diff| {d.mean() if d.size else float('nan'):.2e}, "
+              f"max {d.max() if d.size else float('nan'):.2e} (target: mean <= 0.01)")
+    n_b, n_a = b["utts"]["face_n"], a["utts"]["face_n"]
+    print(f"per utterance face_n equal: {bool((n_b.fillna(-1) == n_a.fillna(-1)).all())}")
     print(f"load average at end: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 

