@@ -38,7 +38,7 @@ REAL_CLIPS = ["face_noface.mov", "noface_face.mov", "no_face.mp4", "WolfgangLang
 HAS_ESPEAK = shutil.which("espeak-ng") is not None
 TRUE_ROLE = {"therapist": "therapist", "client": "patient"}
 
-runner = CliRunner()
+runner = CliRunner(env={"COLUMNS": "200"})  # rich must not fold file names
 
 
 def cli(*args) -> tuple[int, str]:
@@ -170,10 +170,10 @@ def test_ingest_real_media_batch_goes_on(real_batch):
     expected = sorted([Path(n).stem for n in REAL_CLIPS] + ["damaged", "truncated"])
     assert sessions == expected
     for sid in sessions:
-        media = stages(corpus, sid)["media"]
+        media = stages(corpus, sid)["ingest_media"]
         assert media["status"] == "done", (sid, media)
         assert (corpus / "sessions" / sid / "audio.wav").exists()
-    warned = {sid: " ".join(stages(corpus, sid)["media"]["warnings"]) for sid in sessions}
+    warned = {sid: " ".join(stages(corpus, sid)["ingest_media"]["warnings"]) for sid in sessions}
     assert "shorter than the video" in warned["face_noface"]
     assert "shorter than the video" in warned["noface_face"]
     assert "silent" in warned["WolfgangLanger_Pexels"]
