@@ -104,6 +104,11 @@ class Executor:
     name = "base"
     workers = 1
 
+    @property
+    def capacity(self) -> int:
+        """Tasks the runner keeps in flight (a pool queues a few more than it runs)."""
+        return max(1, self.workers) * 2
+
     def submit(self, task: Task) -> Future:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -195,6 +200,7 @@ class RayExecutor(Executor):
         self.total_cpus = total
         self._actors: dict[str, list[Any]] = {}
         self._next: dict[str, int] = {}
+        self._busy: dict[str, list[int]] = {}
 
         @ray.remote
         class StageActor:
@@ -208,14 +214,21 @@ class RayExecutor(Executor):
 
         self._actor_cls = StageActor
 
+    @property
+    def capacity(self) -> int:
+        return self.workers  # actors reserve no CPU: the runner is what bounds parallelism
+
     def _actors_for(self, stage: Stage) -> list[Any]:
         got = self._actors.get(stage.name)
         if got is None:
             res = stage.resources
-            # Never ask for more than the cluster has (an actor that cannot fit waits forever).
-            cpus = min(float(res.cpus), self.total_cpus / self.workers)
-            threads = max(1, int(cpus))
-            opts: dict[str, Any] = {"num_cpus": cpus}
+            # Actors reserve no CPU: a stage's actors live until its last task, and while they
+            # hold CPUs an upstream stage's actors (needed for that last task's session) could
+            # never be placed -- a deadlock. The runner keeps at most `workers` tasks in flight
+            # (`capacity`), so the CPUs are never oversubscribed; each actor caps its threads at
+            # its share. GPUs are reserved, since a GPU stage must not share one unasked.
+            threads = max(1, int(min(float(res.cpus), self.total_cpus / self.workers)))
+            opts: dict[str, Any] = {"num_cpus": 0}
             if res.gpus:
                 opts["num_gpus"] = res.gpus
             got = [self._actor_cls.options(**opts).remote(stage, threads) for _ in range(self.workers)]
@@ -225,11 +238,21 @@ class RayExecutor(Executor):
 
     def submit(self, task: Task) -> Future:
         actors = self._actors_for(task.stage)
-        i = self._next[task.stage.name]
-        self._next[task.stage.name] = (i + 1) % len(actors)
-        return actors[i].run.remote(task).future()
+        busy = self._busy.setdefault(task.stage.name, [0] * len(actors))
+        i = min(range(len(actors)), key=lambda k: busy[k])  # the least busy actor
+        busy[i] += 1
+        fut = actors[i].run.remote(task).future()
+
+        def done(_f, name=task.stage.name, k=i):
+            b = self._busy.get(name)
+            if b is not None:
+                b[k] -= 1
+
+        fut.add_done_callback(done)
+        return fut
 
     def stage_finished(self, stage: str) -> None:
+        self._busy.pop(stage, None)
         for actor in self._actors.pop(stage, []):
             self.ray.kill(actor)
 

@@ -245,7 +245,7 @@ def run_stages(
     for s in session_stages:
         emit(Event("plan", s.name, total=len(ids)))
     running: dict[Future, tuple[Stage, str, dict[str, Any]]] = {}
-    capacity = max(1, getattr(executor, "workers", 1)) * 2
+    capacity = executor.capacity
 
     def finish(stage: Stage, sid: str, status: str, reason: str, seconds: float = 0.0) -> None:
         state[(stage.name, sid)] = status
