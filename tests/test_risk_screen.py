@@ -22,6 +22,7 @@ from helpers import corpus_with, utterances
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 DEV = Path(__file__).parent / "data" / "risk_dev.csv"
+CONVERSATIONAL = Path(__file__).parent / "data" / "risk_conversational_negatives.csv"
 pytestmark = pytest.mark.slow  # loads a real sentence-embedding model
 
 
@@ -130,6 +131,40 @@ def test_context_in_a_session_table(screen):
     assert not any("context" in e for e in json.loads(alone["risk_evidence"][2]))
 
 
+def test_ordinary_conversation_mostly_unflagged(screen):
+    """Spoken-style talk about drinking, medication, plans to change, exercise, idioms (written for
+    emoguide; the test part, which the shipped classifier was not fitted on). Measured: 11 of 63
+    flagged (17.5%); the bound leaves margin for a refit, not for a screen that flags this talk."""
+    neg = pd.read_csv(CONVERSATIONAL, dtype=str, keep_default_na=False)
+    assert len(neg) >= 150 and (neg["rule"].str.len() > 0).all()
+    part = neg[neg["split"] == "test"]
+    flags = [r.flag for r in screen.screen_many(list(part["text"]))]
+    assert sum(flags) / len(flags) <= 0.30, [t for t, f in zip(part["text"], flags) if f]
+    # backchannels never inherit a flag from the turn before
+    for reply in ("Yeah.", "Okay.", "Yeah, I guess so.", "Mm, I don't know."):
+        r = screen.screen(reply, previous="I think about ending it most nights.")
+        assert not r.flag and not r.context_used, reply
+
+
+def test_gate_skips_embedding_and_keeps_recall(screen):
+    from emoguide.risk.gate import may_carry_risk, may_take_context
+
+    assert not may_carry_risk("We went to the shops and bought bread.")
+    assert may_carry_risk("I looked up how high the bridge is") and may_carry_risk("Nobody would even notice if I was gone")
+    assert may_take_context("Yes, tonight.") and not may_take_context("Yeah.") and not may_take_context("Okay, I guess so.")
+    before = len(screen.embedder._cache)
+    r = screen.screen("We went to the shops and bought bread on Tuesday morning.")
+    assert r.gated and not r.flag and r.score == 0.0 and r.level == "none"
+    assert len(screen.embedder._cache) == before  # not embedded
+    # the gate changes no reading of the development test part
+    dev = read_dev(DEV)
+    test = dev[dev["split"] == "test"].reset_index(drop=True)
+    ungated = RiskScreen(strict=True, use_gate=False)
+    with_gate, without = evaluate(screen, test), evaluate(ungated, test)
+    assert with_gate["recall"] == without["recall"] and with_gate["per_category"] == without["per_category"]
+    assert with_gate["fpr"] <= without["fpr"]
+
+
 def test_development_set_is_complete():
     dev = read_dev(DEV)
     assert len(dev) >= 300 and int(dev["risk"].sum()) >= 120
@@ -156,7 +191,7 @@ def test_targets_on_the_test_part(screen):
 
 
 def test_stage_records_columns_and_screen(tmp_path, screen):
-    from emoguide.runner.text_stages import run_safety
+    from emoguide.stages.safety import run_safety
 
     df = utterances(
         [
@@ -171,7 +206,7 @@ def test_stage_records_columns_and_screen(tmp_path, screen):
     stages = json.loads((corpus.session("s1").path / "stages.json").read_text())
     rec = stages["safety"]
     assert rec["backends"]["safety"] == screen.id
-    assert rec["safety"]["layers"] == ["lexical", "semantic", "classifier", "context"]
+    assert rec["safety"]["layers"] == ["lexical", "gate", "semantic", "classifier", "context"]
     utt = corpus.session("s1").read_utterances()
     assert utt["risk_flag"].tolist() == [pd.NA, True, False]
     assert utt["risk_level"].tolist()[1] == "high"

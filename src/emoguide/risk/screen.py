@@ -31,12 +31,13 @@ from typing import Any
 import numpy as np
 
 from emoguide.risk.bank import CATEGORIES, LEVELS, Bank, load_bank
-from emoguide.risk.embed import Embedder, RiskModelError
+from emoguide.risk.embed import Embedder, RiskModelError, cache_dir
+from emoguide.risk.gate import may_carry_risk, may_take_context
 
 SCREEN_ID = "risk-v2"
 FEATURES: tuple[str, ...] = (
     "max_pos", "top3_pos", "max_neg", "top3_neg", "knn_pos", "margin", "lex_hit", "lex_negated",
-    "negation_cue", "past_cue", "other_subject",
+    "negation_cue", "past_cue", "other_subject", "log_words", "probe",
 )
 # Cheap linguistic cues the embeddings are known to be weak on (negation, tense, whose experience).
 # Hand-written because no packaged parser gives these offline at this speed; the classifier weighs them.
@@ -84,6 +85,7 @@ class RiskReading:
     types: list[str] = field(default_factory=list)  # "suicide/plan", ... (the bank types behind the level)
     context_used: bool = False
     max_pos: float = 0.0
+    gated: bool = False  # the first stage found no risk-relevant word: not embedded, score 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -122,6 +124,7 @@ class RiskScreen:
         strict: bool = False,
         use_context: bool = True,
         batch_size: int = 64,
+        use_gate: bool = True,
     ):
         from emoguide import safety
 
@@ -130,6 +133,8 @@ class RiskScreen:
         self.classifier = _load_classifier(classifier)
         self.version = self.bank.version
         self.use_context = use_context
+        self.use_gate = use_gate  # False embeds every text (to show the gate changes no reading of the development set)
+        self._lex_cache: dict[str, Any] = {}
         self.warnings: list[str] = []
         if self.classifier.get("bank_digest") not in (None, self.bank.digest):
             self.warnings.append(
@@ -179,7 +184,8 @@ class RiskScreen:
         """What the safety stage records in stages.json."""
         return {
             "id": self.id,
-            "layers": ["lexical"] + ([] if self.lexical_only else ["semantic", "classifier"] + (["context"] if self.use_context else []))
+            "layers": ["lexical"] + ([] if self.lexical_only else (["gate"] if self.use_gate else []) + ["semantic", "classifier"]
+                                     + (["context"] if self.use_context else []))
             + (["llm"] if self.llm is not None else []),
             "lexical": self.lexical.id,
             "bank": f"{self.bank.source} ({len(self.bank.entries)} entries, sha256 {self.bank.digest[:12]})",
@@ -190,6 +196,15 @@ class RiskScreen:
 
     # ------------------------------------------------------------------ scoring
 
+    def _lex(self, text: str):
+        """The lexical layer's result, once per distinct text."""
+        r = self._lex_cache.get(text)
+        if r is None:
+            if len(self._lex_cache) > 50_000:
+                self._lex_cache.clear()
+            r = self._lex_cache[text] = self.lexical.screen(text)
+        return r
+
     def _features(self, texts: list[str]) -> list[_Row]:
         if not texts:
             return []
@@ -197,28 +212,36 @@ class RiskScreen:
         sims = emb @ self._bank_emb.T
         pos = sims[:, self._pos_idx]
         neg = sims[:, self._neg_idx]
-        clf = self.classifier
-        mean, scale, coef = (np.asarray(clf[k], dtype=np.float64) for k in ("mean", "scale", "coef"))
-        rows: list[_Row] = []
+        probe = self.classifier.get("probe")
+        probe_z = emb @ np.asarray(probe["coef"], dtype=np.float32) + float(probe["intercept"]) if probe else np.zeros(len(texts))
+        X = np.zeros((len(texts), len(FEATURES)))
+        order_pos = np.argsort(-pos, axis=1)
         for i, text in enumerate(texts):
             p, n = pos[i], neg[i]
-            ps, ns = np.sort(p)[::-1], np.sort(n)[::-1]
+            ps = p[order_pos[i, :3]]
+            ns = -np.partition(-n, 2)[:3]
+            ns.sort()
+            ns = ns[::-1]
             allsim = np.concatenate([p, n])
-            top = np.argsort(allsim)[::-1][:KNN_K]
+            top = np.argpartition(-allsim, KNN_K)[:KNN_K]
+            top = top[np.argsort(-allsim[top])]
             w = np.exp((allsim[top] - allsim[top[0]]) / KNN_TEMPERATURE)
             knn = float((w * (top < len(p))).sum() / w.sum())
-            lex = self.lexical.screen(text)
+            lex = self._lex(text)
             lex_hit = float(any(not d.negated for d in lex.detections))
             lex_neg = float(bool(lex.detections) and not lex_hit)
-            x = np.array([
+            X[i] = (
                 ps[0], ps[:3].mean(), ns[0], ns[:3].mean(), knn, ps[0] - ns[0], lex_hit, lex_neg,
                 float(bool(_NEGATION_RE.search(text))), float(bool(_PAST_RE.search(text))), float(bool(_OTHER_RE.search(text))),
-            ])
-            z = float(((x - mean) / scale) @ coef + clf["intercept"])
-            prob = 1.0 / (1.0 + math.exp(-z))
+                math.log1p(len(_WORD_RE.findall(text))), float(probe_z[i]),
+            )
+        probs = predict_proba(self.classifier, X)
+        rows: list[_Row] = []
+        for i in range(len(texts)):
+            p = pos[i]
             type_scores = np.array([np.sort(p[m])[::-1][:2].mean() for m in self._type_masks])
-            order = np.argsort(p)[::-1][:5]
-            rows.append(_Row(x, prob, type_scores, [(int(self._pos_idx[j]), float(p[j])) for j in order], float(ps[0])))
+            order = order_pos[i, :5]
+            rows.append(_Row(X[i], float(probs[i]), type_scores, [(int(self._pos_idx[j]), float(p[j])) for j in order], float(p[order[0]])))
         return rows
 
     def _reading(self, text: str, rows: list[_Row], lex, own: _Row | None = None) -> RiskReading:
@@ -302,34 +325,48 @@ class RiskScreen:
             out = self.llm.apply(clean, prevs, out)
         return out
 
+    def _passes_gate(self, text: str) -> bool:
+        """The cheap first stage (emoguide.risk.gate): worth embedding? Any lexical hit passes too."""
+        return not self.use_gate or may_carry_risk(text) or bool(self._lex(text).detections)
+
+    def _gated(self, text: str) -> RiskReading:
+        return RiskReading(False, "none", [], 0.0, [f"term: {t}" for t in self._lex(text).terms], self.id,
+                           list(self._lex(text).terms), gated=True)
+
     def _screen_semantic(self, clean: list[str | None], prevs: list[str | None]) -> list[RiskReading]:
         # one batch of every distinct text and clause (utterances and their previous utterances)
-        unique: dict[str, list[str]] = {}
+        # that passes the gate; a long utterance's sentences are embedded only where they pass it
+        unique: dict[str, list[str] | None] = {}
         for t in clean + prevs:
             if t is not None and t not in unique:
-                unique[t] = segments(t)
-        flat = sorted({s for segs in unique.values() for s in segs})
+                if self._passes_gate(t):
+                    segs = segments(t)
+                    unique[t] = segs[:1] + [x for x in segs[1:] if self._passes_gate(x)]
+                else:
+                    unique[t] = None
+        flat = sorted({x for segs in unique.values() if segs for x in segs})
         feats = dict(zip(flat, self._features(flat)))
         readings: dict[str, RiskReading] = {}
         for t, segs in unique.items():
-            readings[t] = self._reading(t, [feats[s] for s in segs], self.lexical.screen(t))
+            readings[t] = self._reading(t, [feats[x] for x in segs], self._lex(t)) if segs else self._gated(t)
         out = [readings[t] if t is not None else _empty(self.id, "none") for t in clean]
-        # context: read the pair where either part comes near the threshold
+        # context: read the pair where either part comes near the threshold, and only where the
+        # current utterance has content of its own (a backchannel never inherits a flag)
         gate = float(self.classifier.get("context_gate", 0.5)) * float(self.classifier["threshold"])
         pairs = {}
         for i, (t, p) in enumerate(zip(clean, prevs)):
-            if t is None or p is None or p == t:
+            if t is None or p is None or p == t or not may_take_context(t):
                 continue
             if max(readings[t].score or 0, readings[p].score or 0) >= gate:
                 pairs[i] = f"{p} {t}"
         if pairs:
-            joint = sorted(set(pairs.values()))
+            joint = sorted(set(pairs.values()) | {clean[i] for i in pairs if clean[i] not in feats})
             jfeat = dict(zip(joint, self._features(joint)))
             delta = float(self.classifier.get("context_delta", 0.0))
             for i, pair in pairs.items():
                 t, p = clean[i], prevs[i]
                 own, before = out[i], readings[p]
-                r = self._reading(pair, [jfeat[pair]], self.lexical.screen(t), own=feats[t])
+                r = self._reading(pair, [jfeat[pair]], self._lex(t), own=feats.get(t) or jfeat[t])
                 adds = r.max_pos > before.max_pos + delta or LEVELS.index(r.level or "none") > LEVELS.index(before.level or "none")
                 if r.flag and adds and (not own.flag or LEVELS.index(r.level or "none") > LEVELS.index(own.level or "none")):
                     # only where the pair changes the reading: a flag, or a higher level
@@ -339,8 +376,8 @@ class RiskScreen:
                     r.context_used = True
                     out[i] = r
                 elif own.flag and _ambiguous(t, own) and not before.flag and (before.score or 0) < gate and (r.score or 0) < (own.score or 0):
-                    # a short statement with no risk word of its own ("I have a plan.") after a
-                    # clearly ordinary one ("I want to redo the kitchen."), which reads less risky
+                    # a short statement with no risk word of its own ("I've got the pills ready.") after a
+                    # clearly ordinary one ("My cough is really bad."), which reads less risky
                     # with it, is cleared; the evidence keeps what it would have been flagged for
                     out[i] = RiskReading(
                         False, "none", [], r.score,
@@ -389,17 +426,48 @@ def _load_classifier(classifier: dict | str | Path | None) -> dict:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ValueError(f"{source}: not valid JSON: {exc}") from exc
-    missing = [k for k in ("mean", "scale", "coef", "intercept", "threshold") if k not in data]
-    if missing:
-        raise ValueError(f"{source}: classifier lacks {missing}")
-    if list(data.get("features", FEATURES)) != list(FEATURES) or len(data["coef"]) != len(FEATURES):
-        raise ValueError(f"{source}: classifier features {data.get('features')} do not match {list(FEATURES)}")
+    kind = data.get("kind", "logistic")
+    need = ("mean", "scale", "coef", "intercept", "threshold") if kind == "logistic" else ("trees", "baseline", "threshold")
+    missing = [k for k in need if k not in data]
+    if kind not in ("logistic", "gbm") or missing:
+        raise ValueError(f"{source}: classifier lacks {missing}" if missing else f"{source}: classifier kind {kind!r} is not logistic or gbm")
+    if list(data.get("features", FEATURES)) != list(FEATURES) or (kind == "logistic" and len(data["coef"]) != len(FEATURES)):
+        raise ValueError(f"{source}: classifier features {data.get('features')} do not match {list(FEATURES)}; refit with python -m emoguide.risk.fit")
+    probe = data.get("probe")
+    if probe is not None and len(probe.get("coef", [])) != 384:
+        raise ValueError(f"{source}: probe.coef must hold 384 weights (one per embedding dimension)")
+    if kind == "gbm":
+        data = dict(data)
+        data["_trees"] = [
+            tuple(np.asarray(t[k], dtype=dt) for k, dt in (("feature", np.int64), ("threshold", np.float64), ("left", np.int64),
+                                                            ("right", np.int64), ("leaf", bool), ("value", np.float64)))
+            for t in data["trees"]
+        ]
     return data
 
 
-def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "emoguide" / "risk"
+def predict_proba(classifier: dict, X: np.ndarray) -> np.ndarray:
+    """The classifier's probability of risk for feature rows `X` (n x len(FEATURES)): a logistic
+    regression, or gradient-boosted trees (sklearn HistGradientBoosting, stored as node arrays)."""
+    if X.shape[0] == 0:
+        return np.zeros(0)
+    if classifier.get("kind", "logistic") == "logistic":
+        mean, scale, coef = (np.asarray(classifier[k], dtype=np.float64) for k in ("mean", "scale", "coef"))
+        z = ((X - mean) / scale) @ coef + float(classifier["intercept"])
+    else:
+        z = np.full(X.shape[0], float(classifier["baseline"]))
+        rows = np.arange(X.shape[0])
+        for feature, threshold, left, right, leaf, value in classifier["_trees"]:
+            node = np.zeros(X.shape[0], dtype=np.int64)
+            while True:
+                inner = ~leaf[node]
+                if not inner.any():
+                    break
+                f = feature[node]
+                go_left = X[rows, f] <= threshold[node]
+                node = np.where(inner, np.where(go_left, left[node], right[node]), node)
+            z += value[node]
+    return 1.0 / (1.0 + np.exp(-z))
 
 
 def _bank_embeddings(bank: Bank, embedder: Embedder) -> np.ndarray:
@@ -414,13 +482,13 @@ def _bank_embeddings(bank: Bank, embedder: Embedder) -> np.ndarray:
                 return z["emb"].astype(np.float32)
     except (FileNotFoundError, KeyError, ValueError, OSError):
         pass
-    cached = _cache_dir() / f"{key[:24]}.npy"
+    cached = cache_dir() / f"{key[:24]}.npy"
     if cached.is_file():
         try:
             return np.load(cached).astype(np.float32)
         except (ValueError, OSError):
             pass
-    emb = embedder.encode(bank.texts)
+    emb = embedder.encode(bank.texts).astype(np.float16).astype(np.float32)  # as shipped and cached: float16
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_suffix(".tmp.npy")
