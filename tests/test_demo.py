@@ -93,7 +93,7 @@ def test_run_on_the_demo_session_then_demo_reuses_it(tmp_path):
     assert utt.loc[utt["role"] == "therapist", "face_valence"].isna().all()  # off screen: null, not 0
     assert patients["dissonance_score"].notna().all()
     assert (patients["dissonance_compared"] == "arousal").all()  # voice has no valence
-    for name in ("media", "asr", "diarize", "utterances", "roles", "safety", "faces", "face_affect", "voice", "text_affect", "dissonance"):
+    for name in ("ingest_media", "asr", "diarize", "utterances", "roles", "safety", "faces", "face_affect", "voice", "text_affect", "dissonance"):
         assert stages[name]["status"] == "done", name
     gen = pd.read_parquet(out / "generations.parquet")
     assert set(gen["condition"]) == {"base", "discrete", "continuous", "dissonance"}

@@ -93,42 +93,52 @@ def test_sigkill_during_pool_run_then_rerun(tmp_path):
 
 
 def test_ray_equals_serial(tmp_path):
+    """Three sessions through the media stages on a local Ray (2 CPUs) and serially.
+
+    Whisper (CTranslate2, int8) is not bit-stable across processes on these cut clips: the same
+    audio gave "saying the wrong thing" in one process and "To save the wrong thing" in another.
+    So ASR and diarization run on Ray and must succeed, and everything from the utterance table on
+    is compared on the same words and speaker segments: equal to serial.
+    """
     _need_media()
     pytest.importorskip("ray", reason="the ray extra is not installed")
+    import ray
+
     from emoguide.corpus import Corpus
     from emoguide.pipeline.executors import RayExecutor, SerialExecutor
     from emoguide.pipeline.runner import run_stages
     from emoguide.stages.ingest_media import ingest_media
 
+    def fails(rep):
+        return [(x.title, o.item, o.reason) for x in rep.summaries for o in x.failed]
+
     clips = cut_clips(tmp_path / "clips", n=3, seconds=8.0, start=2.0)
-    results = {}
-    for name in ("serial", "ray"):
-        c = Corpus.open(tmp_path / name, create=True)
-        ids, s = ingest_media(c, clips, settings=c.settings.media)
-        assert s.count("failed") == 0
-        if name == "ray":
-            import ray
-
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-            ex = RayExecutor(2)
-        else:
-            ex = SerialExecutor()
-        try:
-            rep = run_stages(c, MEDIA, ids, executor=ex)
-        finally:
-            if name == "ray":
-                import ray
-
-                ray.shutdown()
-        assert rep.failed == 0, [(x.title, o.item, o.reason) for x in rep.summaries for o in x.failed]
-        results[name] = c
-        if name == "ray":
-            recs = _records(c.root)
-            assert {r["executor"] for k, r in recs.items() if k[1] in MEDIA} == {"ray"}
-            assert all(r["worker_pid"] != os.getpid() for k, r in recs.items() if k[1] in MEDIA)
-    a, b = results["serial"], results["ray"]
-    assert a.session_ids() == b.session_ids()
-    for sid in a.session_ids():
+    base = Corpus.open(tmp_path / "base", create=True)
+    ids, s = ingest_media(base, clips, settings=base.settings.media)
+    assert s.count("failed") == 0
+    fresh = tmp_path / "fresh"
+    shutil.copytree(base.root, fresh)
+    rep = run_stages(base, MEDIA[:2], ids, executor=SerialExecutor())
+    assert rep.failed == 0, fails(rep)
+    shutil.copytree(base.root, tmp_path / "ray")
+    a, b = base, Corpus.open(tmp_path / "ray")
+    rest = MEDIA[2:]
+    rep = run_stages(a, rest, ids, executor=SerialExecutor())
+    assert rep.failed == 0, fails(rep)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        ex = RayExecutor(2)
+        rep = run_stages(b, rest, ids, executor=ex)
+        assert rep.failed == 0, fails(rep)
+        asr = run_stages(Corpus.open(fresh), MEDIA[:2], ids, executor=RayExecutor(2))
+        assert asr.failed == 0 and all(s.count("done") == 3 for s in asr.summaries), fails(asr)
+    finally:
+        ray.shutdown()
+    recs = _records(b.root)
+    assert {r["executor"] for k, r in recs.items() if k[1] in rest} == {"ray"}
+    assert all(r["worker_pid"] != os.getpid() for k, r in recs.items() if k[1] in rest)
+    for sid in ids:
+        assert len(pd.read_parquet(fresh / "sessions" / sid / "words.parquet")) > 0
         x, y = a.session(sid).read_utterances(), b.session(sid).read_utterances()
         frames_equal(x.drop(columns=["session_id"]), y.drop(columns=["session_id"]))
         frames_equal(pd.read_parquet(a.session(sid).faces_path), pd.read_parquet(b.session(sid).faces_path))

@@ -3,7 +3,7 @@
 - `serial`: in this process (the default for one session, and for debugging).
 - `pool`: a spawn process pool; each worker caps its numeric libraries' threads so N workers never
   oversubscribe the cores, and keeps the stages it has set up (models load once per worker).
-- `ray`: an actor per worker and stage, sized by the stage's `resources`; `address` joins an
+- `ray`: N Ray actors that set up each stage once (GPU stages get their own, reserving GPUs); `address` joins an
   existing cluster (the corpus must be on storage every node sees).
 
 Every executor returns `concurrent.futures.Future`s whose result is a `TaskOutcome`; an exception
@@ -62,7 +62,7 @@ def _peak_rss_mb() -> float | None:
 # Stages set up in this process, by (name, settings hash); a worker keeps a few so a run that
 # alternates stages does not reload models for every task.
 _READY: dict[tuple[str, str], Stage] = {}
-_KEEP = 3
+_KEEP = 8  # every default stage: reloading a model per task would cost more than its memory
 
 
 def _ready(stage: Stage) -> Stage:
@@ -204,10 +204,11 @@ class RayExecutor(Executor):
 
         @ray.remote
         class StageActor:
-            def __init__(self, stage: Stage, threads: int):
+            """A worker process on the cluster; it sets up each stage it meets once and keeps
+            the last few (like a pool worker), so light stages cost no process start."""
+
+            def __init__(self, threads: int):
                 cap_threads(threads)
-                self.stage = stage
-                _ready(stage)
 
             def run(self, task: Task) -> TaskOutcome:
                 return execute(task)
@@ -218,32 +219,35 @@ class RayExecutor(Executor):
     def capacity(self) -> int:
         return self.workers  # actors reserve no CPU: the runner is what bounds parallelism
 
+    def _key(self, stage: Stage) -> str:
+        # CPU stages share one set of actors; a GPU stage gets its own, placed on GPU nodes.
+        return f"gpu:{stage.name}" if stage.resources.gpus else "cpu"
+
     def _actors_for(self, stage: Stage) -> list[Any]:
-        got = self._actors.get(stage.name)
+        key = self._key(stage)
+        got = self._actors.get(key)
         if got is None:
-            res = stage.resources
-            # Actors reserve no CPU: a stage's actors live until its last task, and while they
-            # hold CPUs an upstream stage's actors (needed for that last task's session) could
-            # never be placed -- a deadlock. The runner keeps at most `workers` tasks in flight
-            # (`capacity`), so the CPUs are never oversubscribed; each actor caps its threads at
-            # its share. GPUs are reserved, since a GPU stage must not share one unasked.
-            threads = max(1, int(min(float(res.cpus), self.total_cpus / self.workers)))
+            # Actors reserve no CPU: with reservations, actors kept for one stage could hold every
+            # CPU while a session still waits on another stage -- a deadlock. The runner keeps at
+            # most `workers` tasks in flight (`capacity`), so the CPUs are never oversubscribed;
+            # each actor caps its threads at its share of the cluster. GPUs are reserved.
+            threads = max(1, int(self.total_cpus // self.workers))
             opts: dict[str, Any] = {"num_cpus": 0}
-            if res.gpus:
-                opts["num_gpus"] = res.gpus
-            got = [self._actor_cls.options(**opts).remote(stage, threads) for _ in range(self.workers)]
-            self._actors[stage.name] = got
-            self._next[stage.name] = 0
+            if stage.resources.gpus:
+                opts["num_gpus"] = stage.resources.gpus
+            got = [self._actor_cls.options(**opts).remote(threads) for _ in range(self.workers)]
+            self._actors[key] = got
         return got
 
     def submit(self, task: Task) -> Future:
         actors = self._actors_for(task.stage)
-        busy = self._busy.setdefault(task.stage.name, [0] * len(actors))
+        key = self._key(task.stage)
+        busy = self._busy.setdefault(key, [0] * len(actors))
         i = min(range(len(actors)), key=lambda k: busy[k])  # the least busy actor
         busy[i] += 1
         fut = actors[i].run.remote(task).future()
 
-        def done(_f, name=task.stage.name, k=i):
+        def done(_f, name=key, k=i):
             b = self._busy.get(name)
             if b is not None:
                 b[k] -= 1
@@ -252,13 +256,16 @@ class RayExecutor(Executor):
         return fut
 
     def stage_finished(self, stage: str) -> None:
-        self._busy.pop(stage, None)
-        for actor in self._actors.pop(stage, []):
+        key = f"gpu:{stage}"  # a GPU stage's actors go when it is done; CPU actors stay for the run
+        self._busy.pop(key, None)
+        for actor in self._actors.pop(key, []):
             self.ray.kill(actor)
 
     def shutdown(self, cancel: bool = False) -> None:
-        for name in list(self._actors):
-            self.stage_finished(name)
+        for key in list(self._actors):
+            self._busy.pop(key, None)
+            for actor in self._actors.pop(key, []):
+                self.ray.kill(actor)
 
 
 def make_executor(name: str = "serial", workers: int | None = None, address: str | None = None) -> Executor:
