@@ -98,13 +98,28 @@ def run_one(executor_name: str, workers: int, videos: list[Path], root: Path) ->
     }
 
 
+def _serial1(videos: list[Path], root: Path) -> dict:
+    import json
+
+    code = (
+        "import json,sys; from emoguide.threads import cap_threads; cap_threads(1); "
+        "sys.path.insert(0, %r); import scale; from pathlib import Path; "
+        "r = scale.run_one('serial', 1, [Path(p) for p in %r], Path(%r)); r['executor'] = 'serial1'; "
+        "print('RESULT' + json.dumps(r))"
+    ) % (str(HERE), [str(v) for v in videos], str(root / "serial1"))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    line = [l for l in out.splitlines() if l.startswith("RESULT")][-1]
+    return json.loads(line[len("RESULT"):])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sessions", type=int, default=8)
     ap.add_argument("--min-s", type=float, default=120.0)
     ap.add_argument("--max-s", type=float, default=300.0)
     ap.add_argument("--quick", action="store_true", help="3 sessions of 60 s")
-    ap.add_argument("--executors", default="serial,pool,ray")
+    ap.add_argument("--executors", default="serial,pool,ray",
+                    help="comma-separated; serial1 = serial with every library capped at one thread (one core)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "emoguide-scale")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "scale.txt")
@@ -120,15 +135,20 @@ def main() -> None:
         print(f"sessions: {len(items)} of {args.min_s:.0f}-{args.max_s:.0f} s, {media_h * 60:.1f} media minutes")
         rows = []
         for name in args.executors.split(","):
-            workers = 1 if name == "serial" else args.workers
+            workers = 1 if name.startswith("serial") else args.workers
             print(f"\n## {name} ({workers} worker(s))", flush=True)
-            r = run_one(name, workers, [p for p, _ in items], args.work)
+            if name == "serial1":
+                # in a child process, so the cap holds from the first import of every library
+                r = _serial1([p for p, _ in items], args.work)
+            else:
+                r = run_one(name, workers, [p for p, _ in items], args.work)
             rows.append(r)
             print(f"wall {r['wall_s']:.1f} s (ingest {r['ingest_s']:.1f} s before, executor start {r['startup_s']:.1f} s), "
                   f"failed {r['failed']}", flush=True)
             for f in r["fails"][:5]:
                 print("  failed:", f)
         base = next((r for r in rows if r["executor"] == "serial"), rows[0])
+        one = next((r for r in rows if r["executor"] == "serial1"), None)
         print("\n## side by side (media stages; ingest excluded)")
         print(f"{'executor':<10}{'workers':>8}{'wall s':>10}{'media h / wall h':>18}{'speed-up':>10}{'peak MB/worker':>16}")
         for r in rows:
@@ -138,6 +158,8 @@ def main() -> None:
         pool = next((r for r in rows if r["executor"] == "pool"), None)
         if pool:
             print(f"\npool({pool['workers']}) / serial speed-up: {base['wall_s'] / pool['wall_s']:.2f}x (target >= 1.6x)")
+            if one:
+                print(f"pool({pool['workers']}) / serial on one core: {one['wall_s'] / pool['wall_s']:.2f}x")
         print("\n## per-stage cost (task seconds summed over sessions; serial run)")
         per_h = {}
         for st in MEDIA_STAGES:
