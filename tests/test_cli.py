@@ -149,3 +149,23 @@ def test_video_and_transcript_of_the_same_name_pair_into_one_session(tmp_path):
     source = json.loads((corpus2 / "sessions" / "single_face" / "source.json").read_text())
     assert source["kind"] == "media" and source["transcript"]["path"].endswith("single_face.csv")
     assert len(pd.read_parquet(corpus2 / "sessions" / "single_face" / "utterances.parquet")) == 2
+
+
+def test_stage_verbs_are_built_from_the_registry(tmp_path):
+    """`emoguide text_affect`: options from the settings model, saved to corpus.toml, any executor."""
+    transcript, _ = demo_files()
+    corpus = tmp_path / "c"
+    assert invoke("ingest", "--corpus", corpus, transcript).exit_code == 0
+    res = invoke("text_affect", "--help")
+    assert res.exit_code == 0 and "--lemmatise" in res.output and "--norms-path" in res.output
+    assert "--executor" in res.output and "Reads: utterances" in res.output
+    res = invoke("text_affect", "--corpus", corpus, "--no-lemmatise", "--executor", "pool", "--workers", "2")
+    assert res.exit_code == 0, res.output
+    assert "text_affect: 1 done" in res.output
+    assert "lemmatise = false" in (corpus / "corpus.toml").read_text()
+    rec = json.loads((corpus / "sessions" / "sample_session" / "stages.json").read_text())["text_affect"]
+    assert rec["executor"] == "pool" and rec["settings"]["settings"]["lemmatise"] is False
+    res = invoke("text_affect", "--corpus", corpus)
+    assert res.exit_code == 0 and "text_affect: 0 done, 1 skipped" in res.output
+    res = invoke("text_affect", "--corpus", corpus, "--executor", "threads")
+    assert res.exit_code == 2 and "serial, pool or ray" in res.output
