@@ -1,5 +1,3 @@
-import json
-import os
 import signal
 import subprocess
 import sys
@@ -9,7 +7,7 @@ import pandas as pd
 import pytest
 
 from emoguide.corpus import Corpus, schema
-from emoguide.corpus.atomic import write_json, write_parquet
+from emoguide.corpus.atomic import read_parquet, write_json, write_parquet
 
 from helpers import dialogue
 
@@ -74,6 +72,46 @@ def test_atomic_write_killed_midway_keeps_old_artifact(tmp_path):
     assert pd.read_parquet(target)["x"].tolist() == [1, 2, 3]
     # the orphaned temp file is hidden and never mistaken for the artifact
     assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == ["utterances.parquet"]
+
+
+def test_read_parquet_while_the_parent_replaces_the_file(tmp_path):
+    """A worker reads utterances.parquet while the parent commits another stage's column group
+    onto it (seen in a pool run: face_affect failed with "Page was smaller than expected").
+    read_parquet must see the old file or the new one, never pages of one under the other's footer."""
+    import threading
+
+    import numpy as np
+
+    target = tmp_path / "utterances.parquet"
+
+    def frame(i):
+        rng = np.random.default_rng(i)
+        n = 1500 + (i % 5) * 400
+        return pd.DataFrame({"a": rng.random(n), "t": rng.integers(0, 10**6, n).astype(str)})
+
+    write_parquet(target, frame(0))
+    stop = threading.Event()
+
+    def writer():
+        i = 0
+        while not stop.is_set():
+            i += 1
+            write_parquet(target, frame(i))
+
+    t = threading.Thread(target=writer, daemon=True)
+    t.start()
+    errors, sizes = [], set()
+    try:
+        for _ in range(400):
+            try:
+                sizes.add(len(read_parquet(target)))
+            except Exception as e:  # noqa: BLE001 - counted, then asserted
+                errors.append(repr(e))
+    finally:
+        stop.set()
+        t.join()
+    assert not errors, errors[:3]
+    assert len(sizes) > 1  # the writer really replaced the file under the reader
 
 
 def test_stage_resume_fingerprints(tmp_path):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -625,9 +624,8 @@ def export(
     session: SessionOpt = None,
 ) -> None:
     """Export the utterance table, transcripts in the paper's layout (or SRT/WebVTT), and generations."""
-    import pandas as pd
 
-    from emoguide.corpus.atomic import write_table
+    from emoguide.corpus.atomic import read_parquet, write_table
     from emoguide.transcripts.writers import export_corpus, export_transcripts
 
     c = _open(corpus)
@@ -643,7 +641,7 @@ def export(
         if not c.generations_path.exists():
             console.print(f"[red]error:[/] {c.generations_path} does not exist: run `emoguide generate` first")
             raise typer.Exit(2)
-        g = pd.read_parquet(c.generations_path)
+        g = read_parquet(c.generations_path)
         if session:
             g = g[g["session_id"].isin(session)]
         write_table(generations, g)

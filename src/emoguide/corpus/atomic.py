@@ -48,6 +48,18 @@ def write_parquet(path: str | Path, df: pd.DataFrame) -> None:
         df.to_parquet(tmp, index=False)
 
 
+def read_parquet(path: str | Path, **kwargs: Any) -> pd.DataFrame:
+    """Read a parquet file through one open handle.
+
+    `pd.read_parquet(path)` opens the file more than once (footer, then pages); when the parent
+    replaces it in between (another stage's column group committed while a worker reads), the
+    pages of the new file are read against the footer of the old one: "Page was smaller than
+    expected". One handle pins one inode, so a reader sees the old file or the new, whole.
+    """
+    with open(path, "rb") as fh:
+        return pd.read_parquet(fh, **kwargs)
+
+
 def write_table(path: str | Path, df: pd.DataFrame) -> None:
     """Write by extension: .parquet, .jsonl, .csv or .tsv."""
     path = Path(path)

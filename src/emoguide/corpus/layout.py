@@ -10,7 +10,7 @@ import pandas as pd
 
 from emoguide.config import Settings, load_settings, save_settings
 from emoguide.corpus import schema
-from emoguide.corpus.atomic import read_json, write_json, write_parquet
+from emoguide.corpus.atomic import read_json, read_parquet, write_json, write_parquet
 from emoguide.corpus.stages import StageLog, StageRun, file_digest
 
 _SESSION_ID = re.compile(r"[^A-Za-z0-9._-]+")
@@ -54,7 +54,7 @@ class Session:
         write_json(self.source_path, source)
 
     def read_utterances(self) -> pd.DataFrame:
-        return schema.conform(pd.read_parquet(self.utterances_path))
+        return schema.conform(read_parquet(self.utterances_path))
 
     def write_utterances(self, df: pd.DataFrame) -> None:
         df = schema.conform(df)

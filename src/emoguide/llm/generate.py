@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterable
 import pandas as pd
 
 from emoguide.config import LLMSettings
-from emoguide.corpus.atomic import write_parquet
+from emoguide.corpus.atomic import read_parquet, write_parquet
 from emoguide.llm.base import BackendLoader, Completion, LLMBackend, LLMError
 from emoguide.llm.cache import CompletionCache, cache_key
 from emoguide.llm.registry import get_backend
@@ -210,7 +210,7 @@ def empty_generations() -> pd.DataFrame:
 
 def read_generations(path) -> pd.DataFrame:
     try:
-        return conform(pd.read_parquet(path))
+        return conform(read_parquet(path))
     except FileNotFoundError:
         return empty_generations()
 

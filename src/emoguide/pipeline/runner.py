@@ -28,7 +28,7 @@ import pandas as pd
 
 from emoguide.config import settings_hash
 from emoguide.corpus import Corpus, schema
-from emoguide.corpus.atomic import write_json, write_parquet
+from emoguide.corpus.atomic import read_parquet, write_json, write_parquet
 from emoguide.corpus.stages import StageLog, package_versions
 from emoguide.pipeline import registry
 from emoguide.pipeline.events import Event, EventSink
@@ -173,9 +173,9 @@ def commit(session_path: Path, session_id: str, stage: Stage, outcome: TaskOutco
     for host, items in groups.items():
         path = session_path / FILES[host]
         if host == "utterances":
-            df = schema.conform(pd.read_parquet(path))
+            df = schema.conform(read_parquet(path))
         else:
-            df = pd.read_parquet(path)
+            df = read_parquet(path)
         for art, frame in items:
             df = _merge_group(df, art, frame, tuple(stage.columns[art]))
         if host == "utterances":

@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 import pandas as pd
 from pydantic import BaseModel
 
+from emoguide.corpus.atomic import read_parquet
 from emoguide.corpus import schema
 
 S = TypeVar("S", bound=BaseModel)
@@ -129,12 +130,12 @@ class SessionView:
         return json.loads(p.read_text(encoding="utf-8")) or {}
 
     def utterances(self) -> pd.DataFrame:
-        return schema.conform(pd.read_parquet(self.path / FILES["utterances"]))
+        return schema.conform(read_parquet(self.path / FILES["utterances"]))
 
     def table(self, artifact: str) -> pd.DataFrame:
         if artifact == "utterances":
             return self.utterances()
-        return pd.read_parquet(self.file(artifact))
+        return read_parquet(self.file(artifact))
 
     def record(self, stage: str) -> dict[str, Any]:
         """This session's stages.json entry for `stage` (e.g. to reuse earlier predictions)."""

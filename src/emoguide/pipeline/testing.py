@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from emoguide.corpus.atomic import read_parquet
 from emoguide.pipeline.stage import FILES
 
 
@@ -75,7 +76,7 @@ def snapshot(corpus_root: str | Path) -> dict[str, str]:
             if not p.exists():
                 continue
             if name.endswith(".parquet"):
-                for c, d in column_digests(pd.read_parquet(p)).items():
+                for c, d in column_digests(read_parquet(p)).items():
                     out[f"{sdir.name}/{art}#{c}"] = d
             elif art == "source":
                 continue  # rewritten with the same content on every ingest

@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from emoguide.corpus.atomic import read_parquet
 from emoguide.corpus import schema
 from emoguide.speech.asr import ASRBackend, WhisperASR, words_from_frame
 from emoguide.speech.diarize import DiarizationBackend, make_diarizer, segments_from_frame
@@ -66,7 +67,7 @@ def imported_transcript(source: dict[str, Any], utterances_record: dict[str, Any
     if utterances_record.get("status") == "done" and not utterances_record.get("not_applicable"):
         return False
     try:
-        return len(pd.read_parquet(utterances_path, columns=["index"])) > 0
+        return len(read_parquet(utterances_path, columns=["index"])) > 0
     except (OSError, ValueError, KeyError):
         return False
 

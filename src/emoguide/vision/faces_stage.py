@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
+from emoguide.corpus.atomic import read_parquet
 from emoguide.vision.detect import FaceDetector, get_detector, iter_batches
 from emoguide.vision.track import FaceTracker, TrackerParams
 
@@ -292,5 +293,5 @@ def read_faces(session) -> pd.DataFrame:
     """A session's faces.parquet (empty table with the columns when absent)."""
     if not session.faces_path.exists():
         return empty_faces()
-    return pd.read_parquet(session.faces_path)
+    return read_parquet(session.faces_path)
 

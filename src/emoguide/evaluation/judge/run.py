@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterable
 import pandas as pd
 
 from emoguide.config import LLMSettings
-from emoguide.corpus.atomic import write_parquet
+from emoguide.corpus.atomic import read_parquet, write_parquet
 from emoguide.evaluation.context import Context, corpus_contexts
 from emoguide.evaluation.criteria import Criterion, criteria_hash, default_criteria
 from emoguide.evaluation.judge.prompt import PROMPT_VERSION, build_messages, prompt_hash
@@ -142,7 +142,7 @@ def judgments_path(corpus) -> Any:
 
 def read_judgments(path) -> pd.DataFrame:
     try:
-        return conform(pd.read_parquet(path))
+        return conform(read_parquet(path))
     except FileNotFoundError:
         return conform(pd.DataFrame({c: [] for c in COLUMNS}))
 

@@ -300,9 +300,9 @@ def face_boxes_for(session, cache: dict[str, Any] | None = None) -> FaceBlur:
     faces = None
     tolerance = 0.2
     if session.faces_path.exists():
-        import pandas as pd
+        from emoguide.corpus.atomic import read_parquet
 
-        faces = pd.read_parquet(session.faces_path)
+        faces = read_parquet(session.faces_path)
         rec = session.stages.get("faces") or {}
         fps = (rec.get("frames") or {}).get("fps") or (rec.get("settings") or {}).get("fps")
         try:

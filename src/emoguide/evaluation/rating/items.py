@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
+from emoguide.corpus.atomic import read_parquet
 from emoguide.errors import InputError
 from emoguide.evaluation.rating.config import StudyConfig, StudyConfigError
 from emoguide.evaluation.rating.store import CLIPS_DIR, DB_NAME, RatingStore, now_iso, opaque_id
@@ -172,7 +173,7 @@ def create_study(
     gens_path = corpus.generations_path
     if not Path(gens_path).is_file():
         raise InputError(gens_path, "not found: run `emoguide generate` first")
-    gens = pd.read_parquet(gens_path)
+    gens = read_parquet(gens_path)
     rows = select_rows(gens, cfg, gens_path, config_source)
     if rows.empty:
         raise InputError(gens_path, "no rows to rate (none with status ok and a response within the selection)")
