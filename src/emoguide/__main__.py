@@ -1,3 +1,3 @@
-from emoguide.cli import app
+from emoguide.cli import main
 
-app()
+main()

@@ -54,7 +54,9 @@ def register(app: typer.Typer) -> None:
         technique and response, never the model or the condition), scored as a distribution.
         Cached and resumable like `generate`; writes judgments.parquet and judgments.json.
         """
-        from emoguide.cli import _finish, _open, console, out
+        from rich.markup import escape
+
+        from emoguide.cli import _check_models, _finish, _open, console, out
         from emoguide.evaluation.judge.run import METHOD_CHOICES, StudyCriteriaError, study_criteria
         from emoguide.pipeline.events import RichProgress
         from emoguide.pipeline.runner import run_stages
@@ -69,9 +71,10 @@ def register(app: typer.Typer) -> None:
             try:
                 study_criteria(c.root)
             except StudyCriteriaError as exc:
-                console.print(f"[red]error:[/] {exc}", highlight=False)
+                console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
                 raise typer.Exit(2)
         llm = c.settings.llm.model_copy(deep=True)
+        _check_models(list(model) + ([steps_model] if steps_model else []), llm)
         if concurrency is not None:
             llm.concurrency = concurrency
         if timeout is not None:
@@ -95,7 +98,7 @@ def register(app: typer.Typer) -> None:
         df = report.corpus_results.get("judge")
         if df is None:  # the stage raised (no generations, unknown provider, bad steps file...)
             reason = summary.failed[0].reason if summary is not None and summary.failed else "judge failed"
-            console.print(f"[red]error:[/] {reason}", highlight=False)
+            console.print(f"[red]error:[/] {escape(reason)}", highlight=False)
             raise typer.Exit(2)
         ok = df[df["status"] == "ok"]
         by = ok.groupby(["judge_model", "method"]).size()

@@ -1,8 +1,10 @@
 """Stage verbs built from the registry: options come from each stage's settings model.
 
 `emoguide <stage> --corpus DIR [SESSIONS...] [--<setting> VALUE ...] [--force] [--executor ...]`
-runs one stage through the runner. A setting given on the command line is saved into the stage's
-corpus.toml section (as the hand-written verbs do), so a later `emoguide run` uses it too.
+runs one stage through the runner. A setting given on the command line is validated (the stage's
+model, then the whole corpus.toml), then saved into the stage's corpus.toml section (as the
+hand-written verbs do), so a later `emoguide run` uses it too; a wrong one is refused (exit 2)
+with nothing written. The verb holds the corpus lock while it works (`hold_corpus`, `--wait`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, get_args, get_origin
 
 import typer
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 console = Console(stderr=True)
 
@@ -27,6 +31,45 @@ WorkersOpt = Annotated[
 RayAddressOpt = Annotated[
     Optional[str], typer.Option("--ray-address", help="Join this Ray cluster (e.g. ray://head:10001); default: a local Ray.")
 ]
+
+
+WaitOpt = Annotated[
+    Optional[float],
+    typer.Option("--wait", help="If another emoguide command is writing this corpus, wait up to this many seconds "
+                 "for it (default: stop at once, exit 1, naming its pid; also EMOGUIDE_LOCK_WAIT)."),
+]
+
+
+def hold_corpus(c, command: str, wait: float | None = None) -> None:
+    """Take the corpus lock for the rest of this CLI command (released when the command ends).
+
+    One line at the start of a verb that writes the corpus: `hold_corpus(c, "roles")`. Another
+    writer holding it: print one line naming its pid and exit 1 (`wait` seconds: wait first).
+    """
+    import click
+
+    from emoguide.corpus.lock import CorpusLocked
+
+    lock = c.lock(command=_command_text(command), wait=wait)
+    try:
+        lock.acquire()
+    except CorpusLocked as exc:
+        console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(1)
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.call_on_close(lock.release)
+    else:  # called outside a command: the caller keeps it until the process ends
+        import atexit
+
+        atexit.register(lock.release)
+
+
+def _command_text(verb: str) -> str:
+    import sys
+
+    args = [a for a in sys.argv[1:]]
+    return "emoguide " + (" ".join(args) if args else verb)
 
 
 def make_executor(executor: str, workers: int | None, ray_address: str | None):
@@ -62,6 +105,17 @@ def _simple(annotation: Any) -> tuple[type, list[str] | None] | None:
     return None
 
 
+def section_of(stage: str) -> str:
+    """The corpus.toml section a stage's settings live in ([transcribe] for asr, diarize and
+    utterances; [media] for ingest_media; else the stage's name)."""
+    from emoguide.config import SECTION_STAGES
+
+    for section, stages in SECTION_STAGES.items():
+        if stage in stages and section != stage:
+            return section
+    return stage
+
+
 def stage_command(name: str):
     """A typer command function for stage `name`, its signature built from the settings model."""
     from emoguide.pipeline import registry
@@ -84,7 +138,7 @@ def stage_command(name: str):
         desc = (f.description or fname).rstrip(".")
         if choices:
             desc += f" ({', '.join(choices)})"
-        desc += f" (corpus.toml: {name}.{fname}; default {f.default!r})"
+        desc += f" (corpus.toml: {section_of(name)}.{fname}; default {f.default!r})"
         flag = "--" + fname.replace("_", "-")
         decl = (f"{flag}/--no-{fname.replace('_', '-')}",) if typ is bool else (flag,)
         params.append(inspect.Parameter(
@@ -97,33 +151,54 @@ def stage_command(name: str):
         inspect.Parameter("executor", inspect.Parameter.KEYWORD_ONLY, default="serial", annotation=ExecutorOpt),
         inspect.Parameter("workers", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=WorkersOpt),
         inspect.Parameter("ray_address", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=RayAddressOpt),
+        inspect.Parameter("wait", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=WaitOpt),
     ]
 
     def command(**kw: Any) -> None:
         from emoguide.cli import _finish, _open
+        from emoguide.config import SettingsError
         from emoguide.pipeline.events import RichProgress
         from emoguide.pipeline.runner import run_one
 
         c = _open(kw["corpus"])
+        hold_corpus(c, name, kw.get("wait"))
         changes = {k: kw[k] for k in settable if kw.get(k) is not None}
         for k, (_, choices) in settable.items():
             if k in changes and choices and str(changes[k]) not in choices:
                 raise typer.BadParameter(f"{changes[k]!r}: choose {', '.join(choices)}", param_hint="--" + k.replace("_", "-"))
-        settings = c.settings
-        if changes:
-            section = getattr(settings, name, None)
-            if isinstance(section, dict):
-                section.update(changes)
-                setattr(settings, name, section)
-            elif section is not None:
-                for k, v in changes.items():
-                    setattr(section, k, v)
-            c.save_settings(settings)
-            settings = c.settings
         try:
-            stage = cls.from_corpus_settings(settings)
-        except ValueError as exc:
-            console.print(f"[red]error:[/] {c.settings_path} [{name}]: {exc}")
+            settings = c.settings
+            section_name = section_of(name)
+            section = getattr(settings, section_name, None)
+            if changes:
+                if isinstance(section, dict):
+                    section.update(changes)
+                    setattr(settings, section_name, section)
+                elif isinstance(section, BaseModel):
+                    for k, v in changes.items():
+                        if k in type(section).model_fields:
+                            setattr(section, k, v)
+            # Validate first (the stage's own model, then the whole file), save after: a wrong
+            # option is refused with nothing written.
+            try:
+                stage = cls.from_corpus_settings(settings)
+                if changes:  # the command line wins, also for keys corpus.toml has no place for
+                    stage.settings = cls.Settings.model_validate({**stage.settings.model_dump(), **changes})
+            except SettingsError:
+                raise
+            except ValidationError as exc:
+                e = exc.errors()[0]
+                field = ".".join(str(x) for x in e.get("loc", ()))
+                msg = str(e.get("msg", "invalid value")).removeprefix("Value error, ")
+                opt = f" (--{field.replace('_', '-')})" if field in changes else ""
+                raise SettingsError(c.settings_path, f"{msg} (got {e.get('input')!r}){opt}",
+                                    f"{section_name}.{field}") from None
+            except ValueError as exc:
+                raise SettingsError(c.settings_path, " ".join(str(exc).split()), section_name) from None
+            if changes and section is not None:
+                c.save_settings(settings)
+        except SettingsError as exc:
+            console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
             raise typer.Exit(2)
         bar = RichProgress(console, title=name)
         ex = make_executor(kw["executor"], kw["workers"], kw["ray_address"])

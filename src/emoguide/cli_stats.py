@@ -35,6 +35,8 @@ def register(app: typer.Typer) -> None:
         """Write every table (CSV), figure (PNG + PDF) and report.md/report.html."""
         if ctx.invoked_subcommand is not None:
             return
+        from rich.markup import escape
+
         if corpus is None and ratings is None:
             console.print("[red]error:[/] give --corpus DIR or --ratings FILE")
             raise typer.Exit(2)
@@ -42,7 +44,7 @@ def register(app: typer.Typer) -> None:
             console.print("[red]error:[/] give --out DIR when there is no --corpus")
             raise typer.Exit(2)
         if corpus is not None and not (corpus / "corpus.toml").exists():
-            console.print(f"[red]error:[/] {corpus}: not an emoguide corpus (no corpus.toml)")
+            console.print(f"[red]error:[/] {escape(str(corpus))}: not an emoguide corpus (no corpus.toml)")
             raise typer.Exit(2)
         from emoguide.errors import EmoguideError
         from emoguide.evaluation.stats.run import run_stats
@@ -50,12 +52,12 @@ def register(app: typer.Typer) -> None:
         try:
             result = run_stats(corpus, ratings, judgments, out, n_resamples=resamples, seed=seed)
         except (EmoguideError, ValueError, FileNotFoundError) as exc:
-            console.print(f"[red]error:[/] {exc}")
+            console.print(f"[red]error:[/] {escape(str(exc))}")
             raise typer.Exit(2)
         console.print(f"wrote {len(result.tables)} tables and {sum(len(v) for v in result.figures.values())} figure files "
                       f"to {result.out_dir}")
         for line in result.skipped:
-            console.print(f"[yellow]skipped:[/] {line}")
+            console.print(f"[yellow]skipped:[/] {escape(str(line))}")
         console.print(f"report: {result.report_md} and {result.report_html}")
 
     from emoguide import cli_stats_sim

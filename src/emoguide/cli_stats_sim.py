@@ -20,7 +20,9 @@ EffectOpt = Annotated[
 
 
 def _fail(message: str, code: int = 2) -> None:
-    console.print(f"[red]error:[/] {message}")
+    from rich.markup import escape
+
+    console.print(f"[red]error:[/] {escape(str(message))}")
     raise typer.Exit(code)
 
 

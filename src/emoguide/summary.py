@@ -45,6 +45,7 @@ class BatchSummary:
     def print(self, console=None, show_done: bool = False) -> None:
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
 
         console = console or Console(stderr=True)
         rows = [o for o in self.outcomes if show_done or o.status != "done"]
@@ -54,6 +55,7 @@ class BatchSummary:
                 table.add_column(col, overflow="fold")
             style = {"done": "green", "skipped": "yellow", "failed": "red"}
             for o in rows:
-                table.add_row(o.item, o.stage, f"[{style[o.status]}]{o.status}[/]", o.reason)
+                # Text: reasons hold [llm.providers.NAME] and paths, which are not rich markup
+                table.add_row(Text(o.item), Text(o.stage), Text(o.status, style=style[o.status]), Text(o.reason))
             console.print(table)
-        console.print(self.line())
+        console.print(self.line(), markup=False, highlight=False)

@@ -82,3 +82,66 @@ def read_json(path: str | Path, default: Any = None) -> Any:
     if not path.exists():
         return default
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def parquet_shape(path: str | Path) -> tuple[int, set[str]]:
+    """(rows, column names) from the footer of a parquet file; raises on a damaged file."""
+    import pyarrow.parquet as pq
+
+    with open(path, "rb") as fh:
+        meta = pq.ParquetFile(fh).metadata
+        return meta.num_rows, set(meta.schema.to_arrow_schema().names)
+
+
+def check_artifact(path: str | Path) -> str | None:
+    """Why the artifact at `path` cannot be trusted (unreadable, cut short), or None (also when
+    it does not exist).
+
+    Parquet: the footer must parse (a file cut short has none); JSON must parse; WAV: the header
+    must parse and the file must hold the samples its header announces; SQLite: `PRAGMA
+    quick_check` must say ok. Cheap: no table is read whole.
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        if path.suffix == ".parquet":
+            parquet_shape(path)
+        elif path.suffix == ".json":
+            json.loads(path.read_text(encoding="utf-8"))
+        elif path.suffix == ".wav":
+            import wave
+
+            with wave.open(str(path), "rb") as w:
+                need = w.getnframes() * w.getsampwidth() * w.getnchannels()
+            size = path.stat().st_size
+            if size < need + 44:
+                return f"cut short ({size} bytes; its header announces {need + 44})"
+        elif path.suffix in (".sqlite", ".db"):
+            import sqlite3
+
+            con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            try:
+                got = con.execute("PRAGMA quick_check").fetchone()
+            finally:
+                con.close()
+            if not got or got[0] != "ok":
+                return f"damaged (sqlite quick_check: {got[0] if got else 'no answer'})"
+    except Exception as exc:  # any reader error means: do not trust it
+        return f"unreadable ({type(exc).__name__}: {exc})"
+    return None
+
+
+def quarantine(path: str | Path) -> Path:
+    """Move a damaged file aside as `<name>.damaged-<UTC time>` (nothing is lost); return where."""
+    from datetime import datetime, timezone
+
+    path = Path(path)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    dest = path.with_name(f"{path.name}.damaged-{stamp}")
+    n = 1
+    while dest.exists():
+        dest = path.with_name(f"{path.name}.damaged-{stamp}-{n}")
+        n += 1
+    os.replace(path, dest)
+    return dest

@@ -17,9 +17,33 @@ _SESSION_ID = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def slugify(name: str) -> str:
-    """A filesystem-safe session id from a file stem or title."""
-    slug = _SESSION_ID.sub("-", name.strip()).strip("-._")
-    return slug or "session"
+    """A filesystem-safe session id from a file stem or title.
+
+    Unicode letters, digits and marks are kept (NFKC-normalised, so one name has one id however
+    it was typed): `séance_日本語` stays `séance_日本語`, and `日本語` and `中文` stay distinct.
+    Each run of other characters becomes one "-". A name with nothing left (`😀`) gets
+    `session-<8 hex digits of its hash>`, stable and distinct per name; a very long one is cut
+    to 180 UTF-8 bytes plus such a hash.
+    """
+    import hashlib
+    import unicodedata
+
+    text = unicodedata.normalize("NFKC", name).strip()
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
+    parts: list[str] = []
+    for ch in text:
+        if ch in "._-" or (ch.isascii() and ch.isalnum()) or (
+            not ch.isascii() and unicodedata.category(ch)[0] in "LNM"
+        ):
+            parts.append(ch)
+        elif not parts or parts[-1] != "\0":
+            parts.append("\0")
+    slug = "".join(parts).replace("\0", "-").strip("-._")
+    if not slug:
+        return f"session-{digest}" if text else "session"
+    if len(slug.encode("utf-8")) > 180:
+        slug = slug.encode("utf-8")[:180].decode("utf-8", "ignore").rstrip("-._") + f"-{digest}"
+    return slug
 
 
 class Session:
@@ -47,6 +71,31 @@ class Session:
     def exists(self) -> bool:
         return self.utterances_path.exists()
 
+    def n_utterances(self) -> int | None:
+        """Rows of utterances.parquet from its footer (None when it is missing or damaged)."""
+        from emoguide.corpus.atomic import parquet_shape
+
+        try:
+            return parquet_shape(self.utterances_path)[0]
+        except Exception:
+            return None
+
+    def problems(self) -> list[str]:
+        """Damaged artifacts of this session, one line each naming the file (None found: [])."""
+        from emoguide.corpus.atomic import check_artifact
+
+        out: list[str] = []
+        log = self.stages
+        log.load()
+        if log.damaged:
+            out.append(f"{log.damaged}; the next run moves it aside and recomputes this session's stages")
+        for name in ("source.json", "utterances.parquet", "words.parquet", "diarization.parquet",
+                     "faces.parquet", "audio.wav"):
+            bad = check_artifact(self.path / name)
+            if bad:
+                out.append(f"{self.path / name}: {bad}; the next run recomputes the stages that wrote it")
+        return out
+
     def read_source(self) -> dict[str, Any]:
         return read_json(self.source_path, default={}) or {}
 
@@ -54,7 +103,17 @@ class Session:
         write_json(self.source_path, source)
 
     def read_utterances(self) -> pd.DataFrame:
-        return schema.conform(read_parquet(self.utterances_path))
+        """The session's utterance table; a damaged file is an InputError naming it."""
+        try:
+            df = read_parquet(self.utterances_path)
+        except FileNotFoundError:
+            raise
+        except Exception as exc:  # pyarrow's ArrowInvalid, OSError on a cut-short file, ...
+            from emoguide.errors import InputError
+
+            raise InputError(self.utterances_path, f"unreadable ({type(exc).__name__}: {exc})",
+                             hint="`emoguide run` recomputes it (and `emoguide status` lists damaged files)") from None
+        return schema.conform(df)
 
     def write_utterances(self, df: pd.DataFrame) -> None:
         df = schema.conform(df)
@@ -124,7 +183,32 @@ class Corpus:
         return load_settings(self.settings_path)
 
     def save_settings(self, settings: Settings) -> None:
-        save_settings(self.settings_path, settings)
+        """Validate `settings` (SettingsError, nothing written, when they are wrong), then edit
+        corpus.toml in place under the corpus lock (comments and unknown keys stay)."""
+        with self.lock():
+            save_settings(self.settings_path, settings)
+
+    def lock(self, command: str | None = None, wait: float | None = None):
+        """The corpus lock (`with corpus.lock():`); see `emoguide.corpus.lock`."""
+        from emoguide.corpus.lock import corpus_lock
+
+        return corpus_lock(self.root, command=command, wait=wait)
+
+    def problems(self) -> list[str]:
+        """Damaged artifacts, one line each naming the file (for `status`; `run` repairs them)."""
+        from emoguide.corpus.atomic import check_artifact
+
+        out: list[str] = []
+        for name, what in (("generations.parquet", "the next `emoguide generate` or `run` moves it aside and rebuilds it "
+                                                   "(rows made before come back from the completion cache)"),
+                           ("ratings.sqlite", "ratings are people's work and cannot be recomputed: restore it from a "
+                                              "backup; `emoguide rate` will not use it as it is")):
+            bad = check_artifact(self.root / name)
+            if bad:
+                out.append(f"{self.root / name}: {bad}; {what}")
+        for s in self.sessions():
+            out += s.problems()
+        return out
 
     def session_ids(self) -> list[str]:
         if not self.sessions_dir.exists():

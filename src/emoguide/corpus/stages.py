@@ -45,33 +45,68 @@ def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 class StageLog:
-    """The per-session `stages.json` file."""
+    """The per-session `stages.json` file.
+
+    A damaged file (cut short, not JSON, not an object) never breaks the corpus: `load()` reads it
+    as empty, so every stage of that session is stale, and says why in `damaged`; the first write
+    (`put`, `drop` or `quarantine`) moves it aside to `stages.json.damaged-<UTC time>` first, so
+    nothing is lost.
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        #: Why the file on disk could not be read (None when it could, or there is none).
+        self.damaged: str | None = None
 
     def load(self) -> dict[str, dict[str, Any]]:
-        return read_json(self.path, default={}) or {}
+        try:
+            data = read_json(self.path, default={}) or {}
+            if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+                raise ValueError("not an object of stage records")
+        except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+            self.damaged = f"{self.path}: damaged ({type(exc).__name__}: {exc})"
+            return {}
+        self.damaged = None
+        return data
+
+    def quarantine(self) -> str | None:
+        """Move a damaged file aside; return a message naming both files (None if it was fine)."""
+        if not self.path.exists():
+            return None
+        self.load()
+        if self.damaged is None:
+            return None
+        from emoguide.corpus.atomic import quarantine
+
+        dest = quarantine(self.path)
+        msg = f"{self.damaged}; moved aside to {dest.name}: this session's stages are recomputed"
+        self.damaged = None
+        return msg
 
     def get(self, stage: str) -> dict[str, Any] | None:
         return self.load().get(stage)
 
     def fingerprint(self, stage: str) -> str | None:
-        rec = self.get(stage)
         """What downstream stages hash: the fingerprint plus the id of the run that wrote it, so a
         forced rerun of an upstream stage (which may rewrite a shared artifact) makes its
         downstream stages stale even when its own inputs did not change."""
+        rec = self.get(stage)
         if rec and rec.get("status") == "done":
             return f"{rec.get('fingerprint')}@{rec.get('run_id', '')}"
         return None
 
     def put(self, stage: str, record: dict[str, Any]) -> None:
         data = self.load()
+        if self.damaged:
+            self.quarantine()
         data[stage] = record
         write_json(self.path, data)
 
     def drop(self, stage: str) -> None:
         data = self.load()
+        if self.damaged:
+            self.quarantine()
+            return
         if stage in data:
             del data[stage]
             write_json(self.path, data)

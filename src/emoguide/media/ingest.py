@@ -94,10 +94,10 @@ def expand_media_paths(paths_or_urls: Iterable[str | Path] | str | Path) -> list
     """Inputs as given, folders expanded (recursively, hidden entries skipped) to their media
     files and `.urls` lists. URL strings are kept as strings; duplicates are kept once."""
     items = [paths_or_urls] if isinstance(paths_or_urls, (str, Path)) else list(paths_or_urls)
-    out: dict[str | Path, None] = {}
+    out: dict[str, str | Path] = {}  # resolved path (or URL) -> the item as given first
     for item in items:
         if isinstance(item, str) and is_url(item):
-            out.setdefault(item.strip(), None)
+            out.setdefault(item.strip(), item.strip())
             continue
         p = Path(item)
         if p.is_dir():
@@ -106,11 +106,20 @@ def expand_media_paths(paths_or_urls: Iterable[str | Path] | str | Path) -> list
                 if any(part.startswith(".") for part in rel.parts):
                     continue
                 suffix = f.suffix.lower()
+                # is_file(): FIFOs, sockets and devices inside a folder are left out (never read)
                 if f.is_file() and (suffix in MEDIA_EXTENSIONS or suffix in URL_LIST_EXTENSIONS):
-                    out.setdefault(f, None)
+                    out.setdefault(_key(f), f)
         else:
-            out.setdefault(p, None)
-    return list(out)
+            out.setdefault(_key(p), p)
+    return list(out.values())
+
+
+def _key(p: Path) -> str:
+    """One key per file however it is spelled (relative, absolute, through a link)."""
+    try:
+        return str(p.resolve())
+    except OSError:  # pragma: no cover
+        return str(p)
 
 
 def is_media_path(path: str | Path) -> bool:
@@ -200,6 +209,8 @@ def extract_media(file: str | Path, out_wav: str | Path, sample_rate: int = 1600
         raise InputError(file, "no such file")
     if file.is_dir():
         raise InputError(file, "is a directory")
+    if not file.is_file():  # a FIFO would block the decoder forever
+        raise InputError(file, "not a regular file (a FIFO, socket or device); copy it to a file first")
     info = probe(file)
     warnings = list(info.warnings)
     audio = None

@@ -46,7 +46,9 @@ class RichProgress:
         elif ev.kind in ("done", "skipped", "failed") and ev.stage in self.tasks:
             self.progress.advance(self.tasks[ev.stage])
             if ev.kind == "failed":
-                self.progress.console.print(f"  [red]failed[/] {ev.stage} {ev.session}: {ev.reason}", highlight=False)
+                from rich.markup import escape
+
+                self.progress.console.print(f"  [red]failed[/] {escape(f'{ev.stage} {ev.session}: {ev.reason}')}", highlight=False)
 
     def stop(self) -> None:
         if self.started:

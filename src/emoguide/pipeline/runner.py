@@ -14,6 +14,7 @@ Ctrl-C stops submitting, commits what has finished and returns with `interrupted
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 import uuid
@@ -36,6 +37,8 @@ from emoguide.pipeline.executors import Executor, SerialExecutor, Task, TaskOutc
 from emoguide.pipeline.stage import FILES, GROUP_KEYS, SessionView, Stage
 from emoguide.summary import BatchSummary
 
+logger = logging.getLogger("emoguide")
+
 
 @dataclass
 class RunReport:
@@ -45,6 +48,8 @@ class RunReport:
     interrupted: bool = False
     outcomes: list[TaskOutcome] = field(default_factory=list)
     corpus_results: dict[str, Any] = field(default_factory=dict)
+    #: Damaged artifacts found and what was done about them (also logged as warnings).
+    repairs: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> int:
@@ -87,9 +92,40 @@ def fingerprint(settings_rec: dict[str, Any], stage: str, upstream: dict, inputs
     return settings_hash({"stage": stage, "settings": settings_hash(settings_rec), "upstream": upstream, "inputs": inputs})
 
 
-def outputs_present(stage: Stage, session_path: Path, rec: dict[str, Any] | None = None) -> bool:
+#: Columns a whole table must have to count as present (its stage's shape).
+REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "utterances": ("index", "start", "end", "speaker", "text"),
+}
+
+
+def parquet_shape(path: Path) -> tuple[int, set[str]]:
+    """(rows, column names) from the footer of a parquet file; raises on a damaged file."""
+    from emoguide.corpus.atomic import parquet_shape as _shape
+
+    return _shape(path)
+
+
+def check_file(path: Path) -> str | None:
+    """Why the artifact at `path` cannot be trusted ("missing", unreadable, cut short), or None."""
+    from emoguide.corpus.atomic import check_artifact
+
+    return "missing" if not path.exists() else check_artifact(path)
+
+
+def output_problem(stage: Stage, session_path: Path, rec: dict[str, Any] | None = None, *,
+                   only: Iterable[str] | None = None, records: dict[str, dict[str, Any]] | None = None) -> str | None:
+    """Why `stage`'s recorded outputs in this session are not current, or None when they are.
+
+    "Current" means the declared outputs exist, are readable, have the stage's columns and, where
+    the record says, the row count it committed (a file cut short, replaced or emptied by
+    another writer makes the stage stale: the next run recomputes it).
+    """
     listed = set((rec or {}).get("outputs") or ())
+    shapes = (rec or {}).get("shapes") or {}
+    wanted = set(only) if only is not None else None
     for art in stage.writes:
+        if wanted is not None and art not in wanted:
+            continue
         host, _, group = art.partition(":")
         if host not in FILES:
             continue
@@ -97,17 +133,63 @@ def outputs_present(stage: Stage, session_path: Path, rec: dict[str, Any] | None
             continue
         p = session_path / FILES[host]
         if not p.exists():
-            return False
-        if group:
-            try:
-                import pyarrow.parquet as pq
+            return f"{p.name} is missing"
+        if p.suffix != ".parquet":
+            bad = check_file(p)
+            if bad:
+                return f"{p.name} is {bad}"
+            continue
+        try:
+            rows, names = parquet_shape(p)
+        except Exception as exc:
+            return f"{p.name} is unreadable ({type(exc).__name__}: {exc})"
+        need = set(stage.columns.get(art, ())) if group else set(REQUIRED_COLUMNS.get(host, ()))
+        if not need <= names:
+            return f"{p.name} lacks the column(s) {', '.join(sorted(need - names))}"
+        shape = shapes.get(p.name) or {}
+        want = shape.get("rows")
+        # A whole table's row count binds only its latest whole writer: an ingest stage's empty
+        # placeholder utterance table is later replaced by the utterances stage's.
+        if shape.get("whole") and records is not None and not _latest_whole_writer(records, rec, p.name):
+            want = None
+        if want is not None and rows != want:
+            return f"{p.name} has {rows} rows; {stage.name} committed {want}"
+    return None
 
-                names = set(pq.read_schema(p).names)
-            except Exception:
-                return False
-            if not set(stage.columns.get(art, ())) <= names:
-                return False
+
+def outputs_present(stage: Stage, session_path: Path, rec: dict[str, Any] | None = None) -> bool:
+    return output_problem(stage, session_path, rec) is None
+
+
+def _latest_whole_writer(records: dict[str, dict[str, Any]], rec: dict[str, Any] | None, name: str) -> bool:
+    """Whether `rec` is the last record that wrote file `name` whole (by commit time)."""
+    mine = (rec or {}).get("committed", 0.0)
+    for other in records.values():
+        if other is rec or other.get("status") != "done":
+            continue
+        if ((other.get("shapes") or {}).get(name) or {}).get("whole") and other.get("committed", 0.0) > mine:
+            return False
     return True
+
+
+def output_shapes(session_path: Path, stage: Stage, res: Any) -> dict[str, dict[str, Any]]:
+    """{file name: {"rows": n, "whole": bool}} for the parquet files this commit wrote, whole
+    or as a column group (recorded in stages.json; checked on resume)."""
+    out: dict[str, dict[str, Any]] = {}
+    written = list(res.tables) + list(res.files) if res is not None else []
+    for art in written:
+        host, _, group = art.partition(":")
+        name = FILES.get(host)
+        if not name or not name.endswith(".parquet"):
+            continue
+        p = session_path / name
+        try:
+            rows = parquet_shape(p)[0]
+        except Exception:
+            continue
+        whole = not group or bool((out.get(name) or {}).get("whole"))
+        out[name] = {"rows": rows, "whole": whole}
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -197,8 +279,12 @@ def resolve(names: Iterable[str | Stage], settings=None) -> list[Stage]:
             continue
         cls = registry.stage_class(n)
         out.append(cls.from_corpus_settings(settings) if settings is not None and hasattr(cls, "from_corpus_settings") else cls())
+    return sorted(out, key=_order)
+
+
+def _order(stage: Stage) -> int:
     order = list(registry.STAGES)
-    return sorted(out, key=lambda s: order.index(s.name) if s.name in order else len(order))
+    return order.index(stage.name) if stage.name in order else len(order)
 
 
 def run_stages(
@@ -215,7 +301,101 @@ def run_stages(
 
     `force`: True redoes every task; a set of stage names redoes those. `payloads` gives
     per-session inputs (ingest: which file becomes which session).
+
+    Holds the corpus lock (`emoguide.corpus.lock`) for the whole run: a second writer on the
+    same corpus stops with `CorpusLocked` naming this process (or waits, `EMOGUIDE_LOCK_WAIT`).
     """
+    from emoguide.corpus.lock import corpus_lock
+
+    with corpus_lock(corpus.root):
+        return _run_stages(corpus, stages, sessions, executor=executor, force=force, on_event=on_event,
+                           payloads=payloads)
+
+
+#: Ingest stages that can redo a session from what source.json records (affect_import cannot:
+#: its rows come from the CSV handed over by the command).
+REBUILDABLE_SOURCES = ("ingest_transcript", "ingest_media")
+
+
+def _heal_stages(corpus: Corpus, ids: list[str], built: list[Stage], classes: list[type[Stage]],
+                 settings: Any) -> dict[str, tuple[Stage, set[str], dict[str, str]]]:
+    """Stages not in this run whose recorded outputs, read by a stage of this run, are damaged.
+
+    E.g. a transcript session's cut-short utterances.parquet: `ingest_transcript` wrote it and
+    `emoguide run` does not run ingest, so it is added for that session only (with the settings
+    it was recorded with) and the file is rebuilt from the transcript before the stages that
+    read it. Returns name -> (stage, session ids, {session id: the problem}).
+    """
+    in_run = {s.name for s in built}
+    read = {a for s in built for a in s.reads} | {a.partition(":")[0] for s in built for a in s.reads}
+    rebuilders = {a: [s.name for s in built if a in s.writes] for s in built for a in s.writes if ":" not in a}
+
+    cache: dict[str, dict[str, dict[str, Any]]] = {}
+
+    def records_of(sid: str) -> dict[str, dict[str, Any]]:
+        if sid not in cache:
+            cache[sid] = StageLog(corpus.sessions_dir / sid / "stages.json").load()
+        return cache[sid]
+
+    def rebuilt_here(art: str, sid: str) -> bool:
+        """A stage of this run writes `art` whole for this session (it has done so before)."""
+        for name in rebuilders.get(art, ()):
+            r = records_of(sid).get(name)
+            if r and not r.get("not_applicable"):
+                return True
+        return False
+
+    out: dict[str, tuple[Stage, set[str], dict[str, str]]] = {}
+    for cls in classes:
+        if cls.name in in_run or not (cls.scope == "session" or cls.name in REBUILDABLE_SOURCES):
+            continue
+        read_arts = [a for a in cls.writes if a in read or a.partition(":")[0] in read]
+        if not read_arts:
+            continue
+        for sid in ids:
+            records = records_of(sid)
+            rec = records.get(cls.name)
+            if not rec or rec.get("status") != "done" or rec.get("not_applicable"):
+                continue
+
+            def owns(art: str) -> bool:
+                """A whole table: this stage wrote what is there (the latest whole writer)."""
+                if ":" in art or art not in FILES or not FILES[art].endswith(".parquet"):
+                    return True
+                shape = (rec.get("shapes") or {}).get(FILES[art]) or {}
+                return bool(shape.get("whole")) and _latest_whole_writer(records, rec, FILES[art])
+
+            arts = [a for a in read_arts if not rebuilt_here(a, sid) and owns(a)]
+            if not arts:
+                continue
+            probe = cls.__new__(cls)  # only its class attributes are used by output_problem
+            problem = output_problem(probe, corpus.sessions_dir / sid, rec, only=arts, records=records)
+            if problem is None:
+                continue
+            if cls.name not in out:
+                recorded = (rec.get("settings") or {}).get("settings")
+                try:
+                    stage = cls(cls.Settings.model_validate(recorded)) if isinstance(recorded, dict) else None
+                except Exception:
+                    stage = None
+                if stage is None:
+                    stage = cls.from_corpus_settings(settings) if hasattr(cls, "from_corpus_settings") else cls()
+                out[cls.name] = (stage, set(), {})
+            out[cls.name][1].add(sid)
+            out[cls.name][2][sid] = problem
+    return out
+
+
+def _run_stages(
+    corpus: Corpus,
+    stages: Iterable[str | Stage],
+    sessions: Iterable[str] | None = None,
+    *,
+    executor: Executor | None = None,
+    force: bool | Iterable[str] = False,
+    on_event: EventSink | None = None,
+    payloads: dict[str, dict[str, Any]] | None = None,
+) -> RunReport:
     t_start = time.perf_counter()
     built = resolve(stages, corpus.settings)
     classes = [registry.stage_class(n) for n in registry.available()]
@@ -233,17 +413,36 @@ def run_stages(
         ids = list(payloads)
     else:
         ids = [s.id for s in corpus.sessions(sessions)]
-    summaries = {s.name: BatchSummary(s.name) for s in built}
-    report.summaries = [summaries[s.name] for s in built]
+    # A damaged stages.json is that session's problem only: moved aside, its stages rerun.
+    for sid in ids:
+        msg = StageLog(corpus.sessions_dir / sid / "stages.json").quarantine()
+        if msg:
+            report.repairs.append(msg)
+            logger.warning("warning: %s", msg)
+    heal = _heal_stages(corpus, ids, session_stages, classes, corpus.settings) if payloads is None else {}
+    for name, (stage, sids, problems) in heal.items():
+        for sid in sorted(sids):
+            msg = f"{corpus.sessions_dir / sid}: {problems[sid]}; rerunning {name} for it"
+            report.repairs.append(msg)
+            logger.warning("warning: %s", msg)
+    heal_stages = [h[0] for h in heal.values()]
+    session_stages = sorted(heal_stages + session_stages, key=_order)
+    summaries = {s.name: BatchSummary(s.name) for s in heal_stages + built}
+    report.summaries = [summaries[s.name] for s in sorted(heal_stages + built, key=_order)]
     identities = {s.name: s.identity() for s in session_stages}
     settings_recs = {s.name: stage_settings_record(s, identities[s.name]) for s in session_stages}
     in_run = {s.name for s in session_stages}
     deps = {s.name: [u for u in registry.upstream_writers(type(s), classes) if u in in_run] for s in session_stages}
     state: dict[tuple[str, str], str] = {}  # (stage, session) -> done | skipped | failed | blocked
-    pending = [(s, sid) for s in session_stages for sid in ids]
-    remaining = {s.name: len(ids) for s in session_stages}
+    task_ids = {s.name: [sid for sid in ids if s.name not in heal or sid in heal[s.name][1]] for s in session_stages}
+    for name, (_, sids, _) in heal.items():
+        for sid in ids:
+            if sid not in sids:
+                state[(name, sid)] = "done"  # not part of this run for that session: nothing to wait for
+    pending = [(s, sid) for s in session_stages for sid in task_ids[s.name]]
+    remaining = {s.name: len(task_ids[s.name]) for s in session_stages}
     for s in session_stages:
-        emit(Event("plan", s.name, total=len(ids)))
+        emit(Event("plan", s.name, total=len(task_ids[s.name])))
     running: dict[Future, tuple[Stage, str, dict[str, Any]]] = {}
     capacity = executor.capacity
 
@@ -266,14 +465,20 @@ def run_stages(
         inputs = stage.input_digests(view)
         fp = fingerprint(settings_recs[stage.name], stage.name, upstream, inputs)
         rec = log.get(stage.name)
-        if stage.name not in forced and rec and rec.get("status") == "done" and rec.get("fingerprint") == fp:
+        # a stage added to heal this session's damaged outputs always runs
+        if stage.name not in forced and stage.name not in heal and rec and rec.get("status") == "done" \
+                and rec.get("fingerprint") == fp:
             # a not-applicable record (nothing to do, nothing written) stays current as it is
             if rec.get("not_applicable"):
                 finish(stage, sid, "skipped", str(rec["not_applicable"]))
                 return None
-            if outputs_present(stage, path, rec):
+            problem = output_problem(stage, path, rec, records=log.load())
+            if problem is None:
                 finish(stage, sid, "skipped", "unchanged")
                 return None
+            msg = f"{path}: {problem}; recomputing {stage.name}"
+            report.repairs.append(msg)
+            logger.warning("warning: %s", msg)
         return {"fingerprint": fp, "upstream": upstream, "inputs": inputs}
 
     def record(stage: Stage, sid: str, skeleton: dict[str, Any], outcome: TaskOutcome, started: str) -> None:
@@ -297,6 +502,9 @@ def run_stages(
         }
         if res:
             rec.update(res.extra)
+        if outcome.status == "done":
+            rec["shapes"] = output_shapes(path, stage, res)
+            rec["committed"] = time.time()
         if outcome.status == "skipped":
             rec["not_applicable"] = outcome.reason
         if outcome.status == "failed":
@@ -369,6 +577,7 @@ def run_stages(
 
     for stage in corpus_stages:
         t0 = time.perf_counter()
+        _heal_corpus_artifacts(corpus, stage, report)
         emit(Event("plan", stage.name, total=1))
         try:
             got = stage.run_corpus(corpus, ids, force=stage.name in forced, on_event=emit)
@@ -391,6 +600,34 @@ def run_stages(
         executor.shutdown()
     report.wall_s = time.perf_counter() - t_start
     return report
+
+
+#: Corpus-level artifacts by the artifact name a corpus stage declares in `writes`.
+CORPUS_FILES: dict[str, str] = {"generations": "generations.parquet"}
+
+
+def _heal_corpus_artifacts(corpus: Corpus, stage: Stage, report: RunReport) -> None:
+    """A damaged corpus-level table the stage writes (generations.parquet cut short) is moved
+    aside as `<name>.damaged-<time>`; the stage then rebuilds it (generation: rows already made
+    come back from the completion cache). Never raises: the stage reports what it cannot do."""
+    from emoguide.corpus.atomic import check_artifact, quarantine
+
+    for art in stage.writes:
+        name = CORPUS_FILES.get(art)
+        if not name:
+            continue
+        path = corpus.root / name
+        bad = check_artifact(path)
+        if not bad:
+            continue
+        try:
+            dest = quarantine(path)
+        except OSError as exc:
+            msg = f"{path}: {bad}; could not move it aside ({exc})"
+        else:
+            msg = f"{path}: {bad}; moved aside to {dest.name}; {stage.name} rebuilds it"
+        report.repairs.append(msg)
+        logger.warning("warning: %s", msg)
 
 
 def _settle(corpus, stage, sid, skeleton, fut, record, finish, report, executor) -> None:

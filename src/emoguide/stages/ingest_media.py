@@ -10,7 +10,7 @@ speech already transcribed), an empty utterance table so the session is listed.
 
 `ingest_media(corpus, inputs, ...)` does both and returns `(session ids, BatchSummary)`: the CLI's
 `ingest` verb calls it. A session whose file (by `media_digest`) and sample rate are unchanged is
-skipped; `force=True` redoes it. Frame rate and decode window do not change the outputs.
+skipped; `--force` (`force=True`) redoes it. Frame rate and decode window do not change the outputs.
 """
 
 from __future__ import annotations
@@ -189,12 +189,14 @@ def plan_media(
                 raise InputError(file, "no such file")
             if file.is_dir():
                 raise InputError(file, "is a directory")
+            if not file.is_file():  # a FIFO named x.mp4 would block the decoder forever
+                raise InputError(file, "not a regular file (a FIFO, socket or device); copy it to a file first")
             if sid in claimed:
-                if claimed[sid] != source.origin:
+                if claimed[sid] != source.origin and not (not source.url and same_file(claimed[sid], file)):
                     record(item, "failed", f"session id {sid!r} also comes from {claimed[sid]} in this batch; "
-                           "rename one of the files so the ids differ")
+                           "rename one of the files so their names differ")
                 else:
-                    record(item, "skipped", "listed twice in this batch")
+                    record(item, "skipped", "given twice in this command; imported once")
                 return
             session = corpus.session(sid)
             existing = session.read_source() if session.source_path.exists() else {}
@@ -206,7 +208,7 @@ def plan_media(
             if existing and not force and not transcript and not _same_origin(existing, source):
                 previous = existing.get("url") or existing.get("path") or existing.get("origin")
                 record(item, "failed", f"session {sid!r} already exists, made from {previous or 'another source'}; "
-                       "not overwritten (rename the file, or pass force=True to replace it)")
+                       "not overwritten (rename the file, or rerun with --force to replace it)")
                 return
         except InputError as err:
             record(item, "failed", str(err))

@@ -13,7 +13,7 @@ rerun (`emoguide run ingest_transcript` on existing sessions) reads the file nam
 
 `ingest_transcripts(corpus, paths, ...)` does both and returns `(session ids, BatchSummary)`: the
 CLI's `ingest` verb calls it. A session whose file and settings are unchanged is skipped;
-`force=True` redoes it.
+`--force` (`force=True`) redoes it.
 """
 
 from __future__ import annotations
@@ -128,6 +128,7 @@ def plan_transcripts(
     s = settings or IngestTranscriptSettings()
     plan = MediaPlan()
     claimed: dict[str, Path] = {}  # session id -> file it came from in this batch
+    claimed_from: dict[str, list] = {}  # session id -> the parse of that file (twice in one file vs file twice)
 
     def record(item: str, status, reason: str = "") -> None:
         out = Outcome(item, NAME, status, reason)
@@ -151,6 +152,8 @@ def plan_transcripts(
                 if not same_file(claimed[sid], file):
                     record(item, "failed", f"session id {sid!r} also comes from {claimed[sid]} in this batch; "
                            "rename one of the files (or its session column) so the ids differ")
+                elif claimed_from.get(sid) is not parsed_list:
+                    record(item, "skipped", "given twice in this command; imported once")
                 else:
                     record(item, "failed", f"session id {sid!r} occurs twice in {file}")
                 continue
@@ -167,9 +170,10 @@ def plan_transcripts(
             earlier = (existing.get("transcript") or {}).get("path") if pairs_media else existing.get("path")
             if existing and not pairs_media and not same_file(earlier, file) and not force:
                 record(item, "failed", f"session {sid!r} already exists, imported from {previous}; not overwritten "
-                       "(rename the file, or pass force=True to replace it)")
+                       "(rename the file, or rerun with --force to replace it)")
                 continue
             claimed[sid] = file
+            claimed_from[sid] = parsed_list
             if not session.path.exists():
                 plan.new.add(sid)
             plan.payloads[sid] = {

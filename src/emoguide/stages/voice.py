@@ -111,6 +111,11 @@ class VoiceStage(Stage[VoiceSettings]):
             raise NotApplicable("voice backend none")
         audio = session.file("audio")
         if not audio.exists():
+            src = session.source()
+            if src.get("kind", "media") != "media" or (src and src.get("format")):
+                raise NotApplicable("no audio in this session (it came from a transcript)")
+            if src.get("kind") == "media" and src.get("audio") is None:
+                raise NotApplicable("no audio in this session (its media file has no audio track)")
             raise NotApplicable(f"no {audio.name} (run ingest first)")
         utts = session.utterances()
         if not len(utts):

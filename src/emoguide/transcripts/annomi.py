@@ -107,8 +107,6 @@ def annomi_from_frame(
         else:
             utt[f"annomi_{col}"] = values.astype(object)
     utt["annomi_n_annotators"] = n_ann.reindex(base.index).astype("int64")
-    unknown = sorted(set(base["interlocutor"].str.strip().str.lower()) - set(INTERLOCUTOR_ROLES))
-    warnings = [f"unknown interlocutor value(s) {unknown}: role from the name or unknown"] if unknown else []
 
     meta = base[[c for c in META_COLUMNS if c in base]].groupby(level="transcript_id", sort=False).first()
     utt = utt.reset_index()
@@ -135,12 +133,17 @@ def annomi_from_frame(
             fmt="annomi",
             session_id=session_id_for(tid),
             roles=roles,
-            warnings=list(warnings),
+            warnings=_interlocutor_warnings(part["speaker"]),  # this session's rows only
             source=source,
         )
         parsed.source["rows_read"] = int(rows_read.loc[tid])
         out.append(parsed)
     return out
+
+
+def _interlocutor_warnings(speakers: pd.Series) -> list[str]:
+    unknown = sorted(set(speakers.astype(str).str.strip().str.lower()) - set(INTERLOCUTOR_ROLES))
+    return [f"unknown interlocutor value(s) {unknown}: role from the name or unknown"] if unknown else []
 
 
 def read_annomi(

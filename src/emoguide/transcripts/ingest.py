@@ -14,9 +14,9 @@ from emoguide.transcripts.readers import DIRECTORY_EXTENSIONS
 def expand_paths(paths: Iterable[str | Path] | str | Path) -> list[Path]:
     """Files as given, directories expanded (recursively) to their transcript files, in order.
 
-    Hidden files and directories are skipped; duplicates are kept once.
+    Hidden files and directories are skipped; a file named twice (however spelled) is kept once.
     """
-    out: dict[Path, None] = {}
+    out: dict[str, Path] = {}  # resolved path -> the path as given first
     for p in [paths] if isinstance(paths, (str, Path)) else paths:
         p = Path(p)
         if p.is_dir():
@@ -24,11 +24,20 @@ def expand_paths(paths: Iterable[str | Path] | str | Path) -> list[Path]:
                 rel = f.relative_to(p)
                 if any(part.startswith(".") for part in rel.parts):
                     continue
+                # is_file(): FIFOs, sockets and devices inside a folder are left out (never read)
                 if f.is_file() and f.suffix.lower() in DIRECTORY_EXTENSIONS:
-                    out.setdefault(f, None)
+                    out.setdefault(_key(f), f)
         else:
-            out.setdefault(p, None)
-    return list(out)
+            out.setdefault(_key(p), p)
+    return list(out.values())
+
+
+def _key(p: Path) -> str:
+    """One key per file however it is spelled (relative, absolute, through a link)."""
+    try:
+        return str(p.resolve())
+    except OSError:  # pragma: no cover
+        return str(p)
 
 
 def same_file(a: str | Path | None, b: Path) -> bool:

@@ -252,7 +252,7 @@ def detect_format(path: str | Path, fmt: str | None = None) -> str:
         raise InputError(
             path,
             f"unknown transcript format {suffix or '(no extension)'!r} "
-            f"(known: {', '.join(sorted(EXTENSIONS))}; or pass fmt=)",
+            f"(known: {', '.join(sorted(EXTENSIONS))}; or choose a reader with --format, fmt= in Python)",
         )
     return EXTENSIONS[suffix]
 
@@ -524,7 +524,8 @@ def build_transcript(
     if set(df["role"]) == {"unknown"}:
         warnings.append(
             "no roles known (no Role column, no speaker named like therapist/patient): "
-            "all roles 'unknown'; pass roles={'A': 'therapist', 'B': 'patient'} to set them"
+            "all roles 'unknown'; set them with --role A=therapist --role B=patient "
+            "(Python: roles={'A': 'therapist', 'B': 'patient'}), or later with `emoguide roles SESSION --set A=therapist`"
         )
 
     # Ends: an utterance whose end is unknown ends where the next begins.
