@@ -1,31 +1,50 @@
-"""Benchmark the risk-v2 screen: utterances per second on one core, and what it adds to the demo.
+"""Benchmark the risk-v2 screen: utterances per second on one core, before and after a change,
+and what it adds to the demo.
 
-    python benchmarks/safety.py [--repeat 3] [--cores 1]
+    python benchmarks/safety.py [--repeat 3] [--cores 1] [--before REV | --before none] [--no-accuracy] [--no-demo]
 
-1. Throughput of the default layers (lexical, semantic with batched embeddings, classifier,
-   context) on one core (torch.set_num_threads(1), the process pinned to one CPU): the 320
-   statements of tests/data/risk_dev.csv, as session rows (so context pairs are read too), and
-   as independent statements (no context). Model and bank loading are timed apart.
-2. What the screen adds to `emoguide demo --text-only`: in a fresh interpreter, the safety stage
-   (`run_one(corpus, "safety", ids)`) on the demo transcript with risk-v2 (imports, model load, screening) against the same stage with
-   the lexical layer alone. The demo's other stages do not change.
+1. Throughput of the default layers (gate, lexical, semantic with batched embeddings,
+   classifier, context) on one core: each measurement runs in a fresh interpreter pinned to one
+   CPU, with onnxruntime at one intra-op thread, and counts the process's CPU time (on a shared
+   machine, the CPU time of a one-thread process is what one core needs, whatever else runs; the
+   wall time is printed beside it). The in-memory cache of identical texts is off. Workloads:
+   - real talk: the first 600 client utterances of the AnnoMI report part (transcripts the fit
+     never saw), as session rows, each read with the previous client utterance. This is what the
+     screen meets in use: most utterances hold no risk-relevant word and skip the embedding;
+   - the development set (tests/data/risk_dev.csv, 320 statements) as sessions of 8 rows: the
+     worst case, since every statement is risk-laden or a hard negative and is embedded;
+   - the development set as independent statements (no context).
+   With `--before REV` (default: the commit before the speed work) the same workloads run on
+   that revision's `src/` (extracted with `git archive` into a temporary directory), in the same
+   run, alternating with the working tree, and the figures are printed side by side.
+2. Accuracy, before and after (unless --no-accuracy): recall, false-positive rate and per-category
+   recall on the development test part, and the share of the 2,502 AnnoMI report-part client
+   utterances flagged. Nothing is fitted here.
+3. The embedding model alone: milliseconds of CPU per token (the floor of the semantic layer).
+4. What the screen adds to `emoguide demo --text-only`: in a fresh interpreter, the safety stage
+   (`run_one(corpus, "safety", ids)`) on the demo transcript with risk-v2 (imports, model load,
+   screening) against the same stage with the lexical layer alone.
 
-Writes benchmarks/results/safety.txt. Timings on a shared machine: compare the ratios in one run.
-Target (issue 12): >= 200 utterances/s on one core; <= 2 s added to the demo.
+Writes benchmarks/results/safety.txt. Target (issue 12): >= 200 utterances/s on one core;
+<= 2 s added to the demo.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEV = ROOT / "tests" / "data" / "risk_dev.csv"
 OUT = ROOT / "benchmarks" / "results" / "safety.txt"
+ANNOMI = Path(os.environ.get("EMOGUIDE_ANNOMI", "/work/shared/data/annomi/AnnoMI-full.csv"))
+BEFORE_DEFAULT = "e491308"  # risk-v2 before the speed work (issue 12)
 
 STAGE_SNIPPET = r"""
 import os, sys, tempfile, time
@@ -50,104 +69,194 @@ n = sum(len(corpus.session(i).read_utterances()) for i in ids)
 print(f"{t2 - t1:.3f} {n}")
 """
 
+
 def pin(cores: int) -> None:
     os.environ["OMP_NUM_THREADS"] = str(cores)
     os.environ["MKL_NUM_THREADS"] = str(cores)
+    os.environ["EMOGUIDE_RISK_THREADS"] = str(cores)  # onnxruntime intra-op threads (the default backend)
     if hasattr(os, "sched_setaffinity"):
         avail = sorted(os.sched_getaffinity(0))
         os.sched_setaffinity(0, set(avail[-cores:]))
 
 
+# ---------------------------------------------------------------------------- one measurement
+
+
+def _timed(fn) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process)."""
+    t, c = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - t, time.process_time() - c
+
+
+def worker(out: Path, repeat: int, accuracy: bool) -> None:
+    """Measure the `emoguide` found on sys.path (the working tree or an extracted revision)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import numpy as np
+    import pandas as pd
+
+    import emoguide
+    import emoguide.risk.embed as embed_mod
+    from emoguide import safety
+    from emoguide.risk import RiskScreen
+
+    t = time.perf_counter()
+    screen = RiskScreen(strict=True)
+    res: dict = {"source": str(Path(emoguide.__file__).parent), "load_s": time.perf_counter() - t,
+                 "backend": screen.embedder.backend, "torch": "torch" in sys.modules, "screen": screen.id}
+    dev = pd.read_csv(DEV, dtype=str, keep_default_na=False)
+    texts = list(dev["text"])
+    workloads = {"dev_sessions": pd.DataFrame({"session_id": [f"s{i // 8}" for i in range(len(texts))], "role": "patient", "text": texts})}
+    if ANNOMI.is_file():
+        from emoguide.risk.fit import read_annomi
+
+        annomi = read_annomi(ANNOMI)
+        report = annomi[annomi["part"] == "report"].reset_index(drop=True)
+        real = report.head(600)
+        workloads["annomi"] = pd.DataFrame({"session_id": real["transcript_id"].astype(str), "role": "patient", "text": real["utterance_text"]})
+        from emoguide.risk.gate import may_carry_risk
+
+        res["annomi_gate_share"] = sum(map(may_carry_risk, real["utterance_text"])) / len(real)
+    if accuracy:
+        from emoguide.risk.fit import evaluate, evaluate_annomi, read_dev
+
+        d = read_dev(DEV)
+        r = evaluate(screen, d[d["split"] == "test"].reset_index(drop=True))
+        res["dev_test"] = {k: r.get(k) for k in ("n", "n_risk", "recall", "fpr", "per_category", "per_level", "category_agreement", "level_agreement")}
+        if ANNOMI.is_file():
+            a = evaluate_annomi(screen, report)
+            res["annomi_report"] = {k: a[k] for k in ("transcripts", "utterances", "flagged", "fpr_utterances")}
+    screen.screen_many(texts[:16])  # warm-up
+    embed_mod.CACHE_SIZE = 0  # time real embedding work, not the in-memory cache of identical texts
+    screen.embedder._cache.clear()
+    runs: dict[str, tuple[int, float, float]] = {}
+    for name, table in workloads.items():
+        rs = [_timed(lambda: safety.screen_utterances(table, screen=screen)) for _ in range(repeat)]
+        runs[name] = (len(table), min(r[0] for r in rs), min(r[1] for r in rs))
+    rs = [_timed(lambda: screen.screen_many(texts)) for _ in range(repeat)]
+    runs["dev_independent"] = (len(texts), min(r[0] for r in rs), min(r[1] for r in rs))
+    res["runs"] = runs
+    # the embedding model alone: CPU ms per token, on the development statements
+    emb = screen.embedder
+    n_tok = sum(len(e.ids) for e in emb._tokenizer.encode_batch(texts)) if emb.backend == "onnx" else None
+    rs = [_timed(lambda: emb._encode_onnx(texts) if emb.backend == "onnx" else emb._encode_torch(texts)) for _ in range(repeat)]
+    res["model_ms_per_token"] = None if n_tok is None else 1000 * min(r[1] for r in rs) / n_tok
+    out.write_text(json.dumps(res, default=lambda o: o.item() if isinstance(o, np.generic) else str(o)), encoding="utf-8")
+
+
+def _run_worker(src: Path | None, repeat: int, accuracy: bool, cores: int) -> dict:
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = str(src) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "r.json"
+        p = subprocess.run([sys.executable, __file__, "--worker", str(out), "--repeat", str(repeat), "--cores", str(cores)]
+                           + ([] if accuracy else ["--no-accuracy"]), env=env, cwd=ROOT, capture_output=True, text=True)
+        if p.returncode != 0 or not out.is_file():
+            raise RuntimeError(f"measurement of {src or 'the working tree'} failed:\n{p.stderr[-2000:]}")
+        return json.loads(out.read_text(encoding="utf-8"))
+
+
+def _extract(rev: str, into: Path) -> Path:
+    """`git archive REV src` into `into`; returns the src directory (read-only git use)."""
+    arch = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "src"], capture_output=True)
+    if arch.returncode != 0:
+        raise RuntimeError(f"git archive {rev}: {arch.stderr.decode(errors='replace').strip()}")
+    subprocess.run(["tar", "-x", "-C", str(into)], input=arch.stdout, check=True)
+    return into / "src"
+
+
+# ---------------------------------------------------------------------------- report
+
+LABELS = {
+    "annomi": "real talk: 600 AnnoMI report-part client utterances, with context",
+    "dev_sessions": "development set as sessions (worst case: all embedded), with context",
+    "dev_independent": "development set, independent statements",
+}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--repeat", type=int, default=3, help="timed passes over the statements (best is reported)")
+    ap.add_argument("--repeat", type=int, default=3, help="timed passes per workload (the fastest is reported)")
     ap.add_argument("--cores", type=int, default=1)
+    ap.add_argument("--before", default=BEFORE_DEFAULT, help=f"git revision to compare with (default {BEFORE_DEFAULT}); 'none' to skip")
+    ap.add_argument("--no-accuracy", action="store_true", help="skip the accuracy figures (dev test part, AnnoMI report part)")
     ap.add_argument("--no-demo", action="store_true", help="skip the demo-stage comparison")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     pin(args.cores)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.worker:
+        worker(Path(args.worker), args.repeat, not args.no_accuracy)
+        return 0
     lines: list[str] = []
 
     def say(msg: str) -> None:
         print(msg, flush=True)
         lines.append(msg)
 
-    import pandas as pd
+    say(f"risk-v2 throughput on {args.cores} core(s) ({os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start); "
+        "rates are utterances per CPU-second of a one-thread process (wall in brackets)")
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        before_src = None
+        if args.before.lower() != "none":
+            try:
+                before_src = _extract(args.before, Path(tmp))
+            except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
+                say(f"no before figures: {exc}")
+        order = ([("before", before_src)] if before_src is not None else []) + [("after", None)]
+        for label, src in order:
+            results[label] = _run_worker(src, args.repeat, not args.no_accuracy, args.cores)
+    cols = list(results)
+    heads = {"before": f"before ({args.before})", "after": "after (working tree)"}
+    say(" | ".join(["workload"] + [heads[c] for c in cols]))
+    for key, label in LABELS.items():
+        cells = []
+        for c in cols:
+            run = results[c]["runs"].get(key)
+            cells.append("-" if run is None else f"{run[0] / run[2]:.0f}/s ({run[0] / run[1]:.0f}/s wall)")
+        say(" | ".join([label] + cells))
+    say(" | ".join(["embedding model alone, CPU ms per token"] + [
+        "-" if results[c].get("model_ms_per_token") is None else f"{results[c]['model_ms_per_token']:.2f}" for c in cols]))
+    say(" | ".join(["model + bank load, s"] + [f"{results[c]['load_s']:.2f}" for c in cols]))
+    if "annomi_gate_share" in results[cols[-1]]:
+        say(f"AnnoMI utterances that pass the gate: {results[cols[-1]]['annomi_gate_share']:.0%}")
+    if not args.no_accuracy:
+        def acc(r: dict) -> str:
+            d = r.get("dev_test") or {}
+            pc = ", ".join(f"{k} {v}" for k, v in (d.get("per_category") or {}).items())
+            a = r.get("annomi_report")
+            return (f"recall {d.get('recall')} FPR {d.get('fpr')} ({pc}); "
+                    + (f"AnnoMI report part {a['flagged']}/{a['utterances']} = {a['fpr_utterances']:.2%} flagged" if a else "no AnnoMI"))
+        for c in cols:
+            say(f"accuracy {heads[c]}: dev test part {acc(results[c])}")
 
-    os.environ["EMOGUIDE_RISK_THREADS"] = str(args.cores)  # onnxruntime intra-op threads (the default backend)
     from emoguide import safety
-    from emoguide.risk import RiskScreen
 
-    t = time.perf_counter()
-    screen = RiskScreen(strict=True)
-    load_s = time.perf_counter() - t
-    load_cpu = time.process_time()
-    dev = pd.read_csv(DEV, dtype=str, keep_default_na=False)
-    texts = list(dev["text"])
-    # sessions of 8 patient turns each, in file order, so every row but the first has context
-    table = pd.DataFrame({"session_id": [f"s{i // 8}" for i in range(len(texts))], "role": "patient", "text": texts})
-    say(f"risk-v2 ({screen.id}) on {args.cores} core(s), backend {screen.embedder.backend}, "
-        f"torch imported: {'torch' in sys.modules}, "
-        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    say(f"imports + model + bank load: {load_s:.2f} s wall ({load_cpu:.2f} s CPU since start)")
-    screen.screen_many(texts[:16])  # warm-up
-    import emoguide.risk.embed as embed_mod
+    import csv
 
-    embed_mod.CACHE_SIZE = 0  # time real embedding work, not the in-memory cache of identical texts
-    for label, fn in (
-        ("session rows (with context)", lambda: safety.screen_utterances(table, screen=screen)),
-        ("independent statements", lambda: screen.screen_many(texts)),
-    ):
-        runs = [_timed(fn) for _ in range(args.repeat)]
-        wall, cpu = min(r[0] for r in runs), min(r[1] for r in runs)
-        say(f"{label}: {len(texts)} utterances in {wall:.2f} s wall = {len(texts) / wall:.0f} utterances/s; "
-            f"{cpu:.2f} s CPU = {len(texts) / cpu:.0f} utterances per CPU-second")
-    annomi = Path("/work/shared/data/annomi/AnnoMI-full.csv")
-    if annomi.is_file():  # real talk: 600 client utterances of the AnnoMI report part (not fitted on), as session rows
-        from emoguide.risk.fit import read_annomi
-
-        real = read_annomi(annomi)
-        real = real[real["part"] == "report"].head(600)
-        rt = pd.DataFrame({"session_id": real["transcript_id"].astype(str), "role": "patient", "text": real["utterance_text"]})
-        ungated = RiskScreen(strict=True, use_gate=False)
-        from emoguide.risk.gate import may_carry_risk
-
-        share = sum(map(may_carry_risk, rt["text"])) / len(rt)
-        for label, scr in (("gate on (default)", screen), ("gate off", ungated)):
-            runs = [_timed(lambda: safety.screen_utterances(rt, screen=scr)) for _ in range(args.repeat)]
-            wall, cpu = min(r[0] for r in runs), min(r[1] for r in runs)
-            say(f"AnnoMI client utterances (real talk, {len(rt)}, with context), {label}: {len(rt) / wall:.0f} utterances/s wall, "
-                f"{len(rt) / cpu:.0f} per CPU-second" + (f"; {share:.0%} pass the gate" if scr is screen else ""))
+    with DEV.open(encoding="utf-8", newline="") as fh:
+        texts = [row["text"] for row in csv.DictReader(fh)]
     lex = safety.load_screen()
-    best = min(_timed(lambda: [lex.screen(x) for x in texts])[0] for _ in range(args.repeat))
-    say(f"lexical layer alone: {len(texts) / best:.0f} utterances/s")
+    best = min(_timed(lambda: [lex.screen(x) for x in texts])[1] for _ in range(args.repeat))
+    say(f"lexical layer alone: {len(texts) / best:.0f} utterances per CPU-second")
 
-    if args.no_demo:
-        return 0
-    env = dict(os.environ)
-    runs = {}
-    for which in ("lexical", "risk-v2"):
-        out = subprocess.run([sys.executable, "-c", STAGE_SNIPPET, which], capture_output=True, text=True, env=env, cwd=ROOT)
-        if out.returncode != 0:
-            say(f"demo safety stage ({which}) failed: {out.stderr[-500:]}")
-            return 1
-        t, n = out.stdout.strip().splitlines()[-1].split()
-        runs[which] = float(t)
-    say(f"demo safety stage (run_one(corpus, 'safety', ids) on sample_session.csv, {n} utterances), fresh interpreter: "
-        f"lexical {runs['lexical']:.2f} s, risk-v2 {runs['risk-v2']:.2f} s "
-        f"-> the screen adds {runs['risk-v2'] - runs['lexical']:.2f} s to `emoguide demo --text-only`")
+    if not args.no_demo:
+        runs = {}
+        for which in ("lexical", "risk-v2"):
+            out = subprocess.run([sys.executable, "-c", STAGE_SNIPPET, which], capture_output=True, text=True, env=dict(os.environ), cwd=ROOT)
+            if out.returncode != 0:
+                say(f"demo safety stage ({which}) failed: {out.stderr[-500:]}")
+                return 1
+            t, n = out.stdout.strip().splitlines()[-1].split()
+            runs[which] = float(t)
+        say(f"demo safety stage (run_one(corpus, 'safety', ids) on sample_session.csv, {n} utterances), fresh interpreter: "
+            f"lexical {runs['lexical']:.2f} s, risk-v2 {runs['risk-v2']:.2f} s "
+            f"-> the screen adds {runs['risk-v2'] - runs['lexical']:.2f} s to `emoguide demo --text-only`")
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"wrote {OUT}")
     return 0
-
-
-def _timed(fn) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of this process): on a shared machine the CPU time of a
-    one-thread process is what one core needs, whatever else runs."""
-    t, c = time.perf_counter(), time.process_time()
-    fn()
-    return time.perf_counter() - t, time.process_time() - c
 
 
 if __name__ == "__main__":

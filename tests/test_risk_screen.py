@@ -285,6 +285,11 @@ def test_cli_screen_text_and_file(tmp_path):
     assert set(rows[0]) >= {"text", "risk_level", "risk_score", "risk_evidence", "risk_screen"}
     res = runner.invoke(_app(), ["screen", str(src), "--column", "nope"])
     assert res.exit_code == 2 and "nope" in res.output
+    one = tmp_path / "one_column.csv"  # a one-column CSV: the delimiter sniffer once took a letter of "text" for it
+    one.write_text("text\nI looked up how high the bridge is\nthis commute is killing me\n")
+    res = runner.invoke(_app(), ["screen", str(one), "--out", str(tmp_path / "one.csv")])
+    assert res.exit_code == 0, res.output
+    assert pd.read_csv(tmp_path / "one.csv")["risk_flag"].tolist() == [True, False]
 
 
 def test_cli_screen_transcript_and_missing_model(tmp_path, monkeypatch):

@@ -279,3 +279,33 @@ def test_module_constants():
 )
 def test_documented_behaviour(text, flagged):
     assert screen_text(text).flag is flagged
+
+
+def test_any_hit_shortcut_gives_the_same_hits_as_the_patterns_one_by_one():
+    """The per-category alternation only skips texts no pattern matches: results are unchanged."""
+    import pathlib
+
+    texts = pd.read_csv(pathlib.Path(__file__).parent / "data" / "risk_dev.csv", dtype=str, keep_default_na=False)["text"]
+    config = tomllib.loads(resources.files("emoguide").joinpath("safety_terms.toml").read_text("utf-8"))
+    slow = safety.LexicalScreen(config, "safety_terms.toml")  # its own instance: load_screen() is shared
+    slow._any = {}  # no shortcut: every pattern is run
+    for t in list(texts) + ["I want to kill myself.", "I'm not suicidal", "nothing here", ""]:
+        a, b = LEX.screen(t), slow.screen(t)
+        assert (a.flag, a.categories, a.terms, a.detections) == (b.flag, b.categories, b.terms, b.detections), t
+
+
+def test_plan_batches_covers_every_text_and_pads_less_than_fixed_batches():
+    from emoguide.risk.embed import plan_batches
+
+    def cost(lengths, batches, overhead=4):
+        return sum(max(lengths[a:b]) * (b - a) + overhead for a, b in batches)
+
+    lengths = sorted([3, 5, 5, 6, 9, 12, 12, 13, 40, 41, 90, 128, 128] * 7)
+    batches = plan_batches(lengths, 32)
+    assert batches[0][0] == 0 and batches[-1][1] == len(lengths)
+    assert all(a < b and b - a <= 32 for a, b in batches)
+    assert all(b1 == a2 for (_, b1), (a2, _) in zip(batches, batches[1:]))
+    fixed = [(i, min(i + 32, len(lengths))) for i in range(0, len(lengths), 32)]
+    assert cost(lengths, batches) < 0.8 * cost(lengths, fixed)
+    assert cost([10] * 100, plan_batches([10] * 100, 32)) == 10 * 100 + 4 * 4  # equal lengths: the fewest batches
+    assert plan_batches([], 32) == []

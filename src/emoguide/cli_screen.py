@@ -52,7 +52,9 @@ def _read_statements(path: Path, column: str):
     suffix = path.suffix.lower()
     try:
         if suffix in (".csv", ".tsv", ".tab", ".txt"):
-            df = pd.read_csv(path, sep="\t" if suffix in (".tsv", ".tab") else None, engine="python", dtype=str, keep_default_na=False)
+            # .csv is comma-separated: the sniffer (sep=None) takes a letter for the delimiter of a one-column file
+            sep = "\t" if suffix in (".tsv", ".tab") else ("," if suffix == ".csv" else None)
+            df = pd.read_csv(path, sep=sep, engine="python", dtype=str, keep_default_na=False)
         elif suffix in (".jsonl", ".ndjson"):
             df = pd.read_json(path, lines=True, dtype=False)
         else:

@@ -102,6 +102,14 @@ class LexicalScreen:
                 except re.error as exc:
                     raise ValueError(f"{source}: categories.{cat}.patterns[{i}] is not a valid regex: {exc}") from exc
             self.patterns[cat] = compiled
+        # one alternation per category answers "any hit?" in one pass; most utterances have none,
+        # and then the patterns are not run one by one (same hits either way)
+        self._any: dict[str, re.Pattern[str] | None] = {}
+        for cat, compiled in self.patterns.items():
+            try:
+                self._any[cat] = re.compile("|".join(rx.pattern for rx in compiled), re.IGNORECASE) if compiled else None
+            except re.error:  # e.g. a group name used twice: no shortcut for this category
+                self._any[cat] = re.compile("")
 
     def _negated(self, norm: str, start: int) -> bool:
         before = norm[:start]
@@ -124,6 +132,8 @@ class LexicalScreen:
         hits: list[Detection] = []
         for cat in CATEGORIES:
             spans: list[tuple[int, int]] = []
+            if cat in self._any and (self._any[cat] is None or self._any[cat].search(norm) is None):
+                continue  # no pattern of this category matches anywhere
             for rx in self.patterns.get(cat, []):
                 spans.extend(m.span() for m in rx.finditer(norm) if m.end() > m.start())
             # overlapping hits within a category are merged into one span

@@ -10,8 +10,8 @@ Two backends give the same vectors (cosine > 0.9999 against sentence-transformer
   imports neither torch nor sentence-transformers: loading takes well under a second.
 - `torch`: sentence-transformers, as before (`EMOGUIDE_RISK_BACKEND=torch`).
 
-Texts are sorted by length and batched so padding stays small; identical texts are embedded once
-per process (an in-memory cache).
+Texts are sorted by length and cut into batches that minimise the padded tokens (`plan_batches`);
+identical texts are embedded once per process (an in-memory cache).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from emoguide.errors import EmoguideError
 
 MODEL_ENV = "EMOGUIDE_RISK_MODEL"  # a directory holding a sentence-transformers model
 BACKEND_ENV = "EMOGUIDE_RISK_BACKEND"  # auto (default) / onnx / torch
-THREADS_ENV = "EMOGUIDE_RISK_THREADS"  # intra-op threads of the onnx backend (default 1)
+THREADS_ENV = "EMOGUIDE_RISK_THREADS"  # intra-op threads of the onnx backend (default: emoguide.threads.cpu_threads(), else 1)
 MODEL_NAME = "all-MiniLM-L6-v2"
 DIM = 384
 MAX_TOKENS = 128  # word pieces per text, [CLS] and [SEP] included; longer utterances are also read sentence by sentence
@@ -91,7 +91,11 @@ class Embedder:
         want = (backend or os.environ.get(BACKEND_ENV) or "auto").lower()
         if want not in ("auto", "onnx", "torch"):
             raise RiskModelError(f"{BACKEND_ENV}={want!r}: expected auto, onnx or torch")
-        threads = threads if threads is not None else int(os.environ.get(THREADS_ENV, "1") or 1)
+        if threads is None:  # $EMOGUIDE_RISK_THREADS, else this worker's cap (emoguide.threads), else 1
+            from emoguide.threads import cpu_threads
+
+            env_threads = os.environ.get(THREADS_ENV)
+            threads = int(env_threads) if env_threads else (cpu_threads() or 1)
         if want in ("auto", "onnx"):
             try:
                 import onnxruntime  # noqa: F401
@@ -136,6 +140,7 @@ class Embedder:
         import onnxruntime as ort
 
         so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.intra_op_num_threads = max(1, threads)
         so.inter_op_num_threads = 1
         so.log_severity_level = 3
@@ -201,9 +206,9 @@ class Embedder:
         lengths = np.array([len(e.ids) for e in enc])
         order = np.argsort(lengths, kind="stable")
         out = np.zeros((len(texts), DIM), dtype=np.float32)
-        for start in range(0, len(texts), self.batch_size):
-            idx = order[start:start + self.batch_size]
-            width = int(lengths[idx].max())
+        for start, stop in plan_batches(lengths[order].tolist(), self.batch_size):
+            idx = order[start:stop]
+            width = int(lengths[idx[-1]])  # sorted: the last is the longest
             ids = np.zeros((len(idx), width), dtype=np.int64)
             mask = np.zeros((len(idx), width), dtype=np.int64)
             for k, j in enumerate(idx):
@@ -216,6 +221,35 @@ class Embedder:
     def _encode_torch(self, texts: list[str]) -> np.ndarray:
         emb = self._model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
         return np.asarray(emb, dtype=np.float32)
+
+
+RUN_OVERHEAD_TOKENS = 4  # one onnxruntime run costs about as much as this many tokens (measured on one core)
+
+
+def plan_batches(lengths: list[int], max_batch: int, overhead: int = RUN_OVERHEAD_TOKENS) -> list[tuple[int, int]]:
+    """Split texts sorted by token count (`lengths`, ascending) into consecutive batches of at
+    most `max_batch`, minimising the tokens computed: every row of a batch is padded to its
+    longest, and each run costs `overhead` tokens more. The transformer's cost is linear in the
+    padded tokens, so fixed-size batches over a wide length range waste a third of the work on
+    real talk (padding); this dynamic programme, O(n * max_batch), wastes almost none.
+    """
+    n = len(lengths)
+    if n == 0:
+        return []
+    best = [0.0] + [float("inf")] * n  # best[i]: cost of the first i texts
+    cut = [0] * (n + 1)
+    for i in range(1, n + 1):
+        width = lengths[i - 1]  # the longest of any batch ending at i
+        for j in range(max(0, i - max(1, max_batch)), i):
+            c = best[j] + width * (i - j) + overhead
+            if c < best[i]:
+                best[i], cut[i] = c, j
+    out = []
+    i = n
+    while i > 0:
+        out.append((cut[i], i))
+        i = cut[i]
+    return out[::-1]
 
 
 def export_onnx(model_dir: Path, target: Path) -> None:

@@ -39,13 +39,15 @@ _VOCAB = [
     r"can'?t\s+(?:go|carry)\s+on", r"cannot\s+(?:go|carry)\s+on", r"can'?t\s+take", r"can'?t\s+do\s+(?:this|it)",
     r"(?:i'?m|i\s+am)\s+(?:so\s+|just\s+|really\s+)?done\b", r"tired\s+of", r"sick\s+of", r"for\s+good\b",
     r"once\s+and\s+for\s+all", r"permanent", r"funeral", r"grave\b", r"buried", r"bury", r"coffin",
-    # method, means, preparation
+    # method, means, preparation ("hang out/on/around", "cut down/back" and "scared/scary" are left out: on the
+    # AnnoMI fit part they alone let 28 of 406 passing client turns through (406 -> 378); no risk statement of the
+    # bank or the development set leans on them)
     r"pill", r"tablet", r"meds\b", r"medication", r"overdos", r"\bod\b", r"paracetamol", r"painkiller", r"sleeping\s+pills",
     r"poison", r"bleach", r"gas\b", r"fumes", r"exhaust", r"bridge", r"roof", r"ledge", r"cliff", r"edge\b", r"jump",
-    r"fall\b", r"high\b", r"tall\b", r"building", r"floor\b", r"rope", r"hang", r"noose", r"belt\b", r"strangl", r"chok",
+    r"fall\b", r"high\b", r"tall\b", r"building", r"floor\b", r"rope", r"hang(?!\s+(?:out|around|on|in)\b)", r"noose", r"belt\b", r"strangl", r"chok",
     r"suffocat", r"smother", r"drown", r"crash", r"steer", r"into\s+a\s+(?:wall|tree|lorry|truck)", r"gun", r"shoot", r"shot\b",
-    r"rifle", r"weapon", r"firearm", r"bullet", r"knife", r"knives", r"blade", r"razor", r"sharp", r"cut", r"slit", r"wrist",
-    r"vein", r"bleed", r"blood", r"burn", r"scar", r"scratch", r"bruis", r"wound", r"stockpil", r"sav(?:e|ed|ing)\s+up",
+    r"rifle", r"weapon", r"firearm", r"bullet", r"knife", r"knives", r"blade", r"razor", r"sharp", r"cut(?!\s+(?:down|back)\b)", r"slit", r"wrist",
+    r"vein", r"bleed", r"blood", r"burn", r"scar(?!e|y|i)", r"scratch", r"bruis", r"wound", r"stockpil", r"sav(?:e|ed|ing)\s+up",
     r"stash", r"hoard", r"collect(?:ed|ing)\s+(?:them|pills|tablets)", r"letter", r"note\b", r"notes\b", r"goodbye",
     r"good\s*bye", r"farewell", r"say\s+bye", r"my\s+will\b", r"a\s+will\b", r"affairs", r"insurance", r"giv(?:e|ing|en)\b[^.!?]{0,40}?\b(?:things|stuff|belongings|away)\b",
     r"gave\b[^.!?]{0,40}?\b(?:things|stuff|belongings|away)\b", r"last\s+time", r"do\s+it\b", r"doing\s+it\b", r"done\s+it\b",

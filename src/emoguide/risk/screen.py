@@ -8,8 +8,9 @@ Layers, per utterance:
 3. classifier: a logistic regression over a handful of similarity and lexical features
    (model.json, fitted by emoguide.risk.fit on the fit part of tests/data/risk_dev.csv only);
    it gives `risk_score`, the flag is `score >= threshold`;
-4. context: where a previous patient utterance is known, the pair is read together and that
-   reading is kept when it adds risk the previous utterance alone did not carry;
+4. context: where a previous patient utterance is known and the pair can change the reading (the
+   previous one carries some risk, or this one is a short flagged reply), the pair is read
+   together and that reading is kept when it adds risk the previous utterance alone did not carry;
 5. optional LLM layer (emoguide.risk.llm): may raise a flag or a level, never clears one.
 
 When the embedding model cannot be loaded the screen says why (`semantic_error`) and runs the
@@ -158,6 +159,7 @@ class RiskScreen:
             keys = [f"{c}/{t}" for c, t, _ in self._types]
             entry_type = np.array([keys.index(self.bank.entries[i].key) for i in self._pos_idx])
             self._type_masks = [entry_type == k for k in range(len(keys))]
+            self._type_cols = [np.flatnonzero(m) for m in self._type_masks]
         self.llm = None
         if llm is not None:
             from emoguide.risk.llm import LLMLayer
@@ -206,43 +208,50 @@ class RiskScreen:
         return r
 
     def _features(self, texts: list[str]) -> list[_Row]:
+        """Features of each text, with numpy over the whole batch (per-row numpy calls cost more
+        than the classifier itself once the embeddings are batched)."""
         if not texts:
             return []
         emb = self.embedder.encode([t.translate(_APOSTROPHES) for t in texts])
         sims = emb @ self._bank_emb.T
         pos = sims[:, self._pos_idx]
         neg = sims[:, self._neg_idx]
+        n_pos = pos.shape[1]
         probe = self.classifier.get("probe")
         probe_z = emb @ np.asarray(probe["coef"], dtype=np.float32) + float(probe["intercept"]) if probe else np.zeros(len(texts))
+        # the five nearest positive entries, best first
+        k5 = min(5, n_pos)
+        top5 = np.argpartition(-pos, k5 - 1, axis=1)[:, :k5] if k5 < n_pos else np.tile(np.arange(n_pos), (len(texts), 1))
+        top5 = np.take_along_axis(top5, np.argsort(-np.take_along_axis(pos, top5, 1), axis=1, kind="stable"), 1)
+        ps = np.take_along_axis(pos, top5[:, :3], 1)
+        ns = -np.sort(np.partition(-neg, 2, axis=1)[:, :3], axis=1)  # the three nearest negatives, best first
+        allsim = np.concatenate([pos, neg], axis=1)
+        top = np.argpartition(-allsim, KNN_K, axis=1)[:, :KNN_K]
+        vals = np.take_along_axis(allsim, top, 1)
+        w = np.exp((vals - vals.max(axis=1, keepdims=True)) / KNN_TEMPERATURE)
+        knn = (w * (top < n_pos)).sum(axis=1) / w.sum(axis=1)
         X = np.zeros((len(texts), len(FEATURES)))
-        order_pos = np.argsort(-pos, axis=1)
+        X[:, 0], X[:, 1], X[:, 2], X[:, 3] = ps[:, 0], ps.mean(axis=1), ns[:, 0], ns.mean(axis=1)
+        X[:, 4], X[:, 5], X[:, 12] = knn, ps[:, 0] - ns[:, 0], probe_z
         for i, text in enumerate(texts):
-            p, n = pos[i], neg[i]
-            ps = p[order_pos[i, :3]]
-            ns = -np.partition(-n, 2)[:3]
-            ns.sort()
-            ns = ns[::-1]
-            allsim = np.concatenate([p, n])
-            top = np.argpartition(-allsim, KNN_K)[:KNN_K]
-            top = top[np.argsort(-allsim[top])]
-            w = np.exp((allsim[top] - allsim[top[0]]) / KNN_TEMPERATURE)
-            knn = float((w * (top < len(p))).sum() / w.sum())
             lex = self._lex(text)
             lex_hit = float(any(not d.negated for d in lex.detections))
-            lex_neg = float(bool(lex.detections) and not lex_hit)
-            X[i] = (
-                ps[0], ps[:3].mean(), ns[0], ns[:3].mean(), knn, ps[0] - ns[0], lex_hit, lex_neg,
+            X[i, 6:12] = (
+                lex_hit, float(bool(lex.detections) and not lex_hit),
                 float(bool(_NEGATION_RE.search(text))), float(bool(_PAST_RE.search(text))), float(bool(_OTHER_RE.search(text))),
-                math.log1p(len(_WORD_RE.findall(text))), float(probe_z[i]),
+                math.log1p(len(_WORD_RE.findall(text))),
             )
         probs = predict_proba(self.classifier, X)
-        rows: list[_Row] = []
-        for i in range(len(texts)):
-            p = pos[i]
-            type_scores = np.array([np.sort(p[m])[::-1][:2].mean() for m in self._type_masks])
-            order = order_pos[i, :5]
-            rows.append(_Row(X[i], float(probs[i]), type_scores, [(int(self._pos_idx[j]), float(p[j])) for j in order], float(p[order[0]])))
-        return rows
+        # per bank type: the mean of its two nearest entries
+        type_scores = np.zeros((len(texts), len(self._type_cols)))
+        for k, cols in enumerate(self._type_cols):
+            sub = pos[:, cols]
+            type_scores[:, k] = sub.max(axis=1) if len(cols) < 2 else (-np.partition(-sub, 1, axis=1)[:, :2]).mean(axis=1)
+        best = np.take_along_axis(pos, top5, 1)
+        return [
+            _Row(X[i], float(probs[i]), type_scores[i], [(int(self._pos_idx[j]), float(v)) for j, v in zip(top5[i], best[i])], float(best[i, 0]))
+            for i in range(len(texts))
+        ]
 
     def _reading(self, text: str, rows: list[_Row], lex, own: _Row | None = None) -> RiskReading:
         """`own`: in a context reading, the current utterance alone; what kind of risk it is
@@ -357,8 +366,15 @@ class RiskScreen:
         for i, (t, p) in enumerate(zip(clean, prevs)):
             if t is None or p is None or p == t or not may_take_context(t):
                 continue
-            if max(readings[t].score or 0, readings[p].score or 0) >= gate:
-                pairs[i] = f"{p} {t}"
+            own, before = readings[t], readings[p]
+            # the pair is read only where it can change the reading: the previous utterance carries
+            # some risk (it may raise this one), or this one is flagged, short and ambiguous after
+            # an ordinary one (it may clear it); a pair of two ordinary utterances is never embedded
+            clears = own.flag and _ambiguous(t, own) and not before.flag
+            if own.flag and own.level == "high" and not clears:
+                continue  # already flagged at the top level: the pair could change nothing
+            if (before.score or 0) >= gate or clears:
+                pairs[i] = f"{_context_part(p, unique.get(p), feats)} {t}"
         if pairs:
             joint = sorted(set(pairs.values()) | {clean[i] for i in pairs if clean[i] not in feats})
             jfeat = dict(zip(joint, self._features(joint)))
@@ -388,6 +404,19 @@ class RiskScreen:
 
 
 AMBIGUOUS_MAX_WORDS = 6
+CONTEXT_MAX_WORDS = 40  # of the previous utterance read with the current one: its end, so the pair is never cut before the current one
+
+
+def _context_part(previous: str, segs: list[str] | None, feats: dict[str, _Row]) -> str:
+    """What of the previous utterance is read with the current one: the part that carries its
+    risk (the highest-scoring of the previous utterance and its sentences), at most its last
+    CONTEXT_MAX_WORDS words. A long previous turn would otherwise fill the pair and be cut off by
+    the tokenizer before the current utterance."""
+    part = previous
+    if segs and len(segs) > 1:
+        part = max(segs, key=lambda x: feats[x].prob if x in feats else -1.0)
+    ws = part.split()
+    return part if len(ws) <= CONTEXT_MAX_WORDS else " ".join(ws[-CONTEXT_MAX_WORDS:])
 
 
 def _ambiguous(text: str, reading: RiskReading) -> bool:

@@ -32,9 +32,9 @@ class SafetyStage(Stage[SafetySettings]):
     reads = ("utterances", "utterances:role")
     writes = ("utterances:risk",)
     columns: ClassVar = {"utterances:risk": tuple(SAFETY_COLUMNS)}
-    version = 1
+    version = 2  # 2: context pairs read only where they can change a reading (issue 12 speed work)
     resources = Resources(cpus=1, memory_mb=800)
-    packages = ("sentence-transformers", "torch")
+    packages = ("onnxruntime", "tokenizers", "sentence-transformers", "torch")  # onnx backend by default; torch as fallback
 
     def __init__(self, settings: SafetySettings | None = None):
         super().__init__(settings)
