@@ -28,14 +28,22 @@ Output goes to stdout and to benchmarks/results/faces.txt (--out).
 `--before-after` measures something else (issue 10, item 5): the `faces` and `face_affect` stages
 as a user runs them, on the 10-minute benchmark session (the Pexels clip looped to 598.4 s, H.264
 640x360, 23.98 fps, as benchmarks/run.py builds it; its video is cached under
-~/.cache/emoguide-bench/), the code of `--before-rev` (default HEAD: the stage loops before the
-engine) against this working tree (the engine's stages through `run_one`), in one run, in turns
-(before, after, before, after ... for `--rounds`), each into a fresh corpus. Stage times are the
-wall time of each call (model loading and the parquet writes included, as in run.py). It prints
-the real-time factors side by side, their ratio, and how far the per-utterance face_valence /
-face_arousal and the face rows move. Output: benchmarks/results/faces_engine.txt.
+~/.cache/emoguide-bench/): the code of `--before-rev` (default HEAD) against this working tree, in
+one run, in turns (before, after, before, after ... for `--rounds`), each in a fresh process (the
+revision's `src/` unpacked with `git archive` and put first on PYTHONPATH; the working tree's for
+"after") and a fresh corpus. Stage times are the wall time of each `run_one` call (model loading
+and the commits included, as in run.py), and the CPU time of the process over it (all threads). It prints the real-time factors side by side, their
+ratio, and how far the per-utterance face_valence / face_arousal and the face rows move. Output:
+benchmarks/results/faces_engine.txt.
 
     python benchmarks/faces.py --before-after [--rounds 2] [--before-rev HEAD] [--minutes 10]
+
+`--interpolation` asks whether fewer detector calls could reach the issue's speed target: detect
+only every N-th sampled frame and interpolate the boxes in between; it prints how far the
+per-utterance face V/A move (first 120 s of the 10-minute session by default; --seconds, --video).
+Output: benchmarks/results/faces_interpolation.txt.
+
+    python benchmarks/faces.py --interpolation
 """
 
 from __future__ import annotations
@@ -257,23 +265,38 @@ def parse_args(argv=None):
     p.add_argument("--rounds", type=int, default=1, help="--before-after: before/after pairs, alternating")
     p.add_argument("--minutes", type=float, default=None,
                    help="--before-after: use this many minutes of the session (default: all 598.4 s)")
+    p.add_argument("--stage-run", type=Path, default=None, help=argparse.SUPPRESS)  # --before-after's child
+    p.add_argument("--interpolation", action="store_true",
+                   help="what detecting every N-th sampled frame (boxes interpolated) does to the values "
+                        "(default: the first 120 s of the 10-minute session)")
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.stage_run is not None:
+        stage_run(args.stage_run)
+        return 0
     if args.out is None:
-        args.out = HERE / "results" / ("faces_engine.txt" if args.before_after else "faces.txt")
-    if args.before_after:
+        name = "faces_interpolation.txt" if args.interpolation else "faces_engine.txt" if args.before_after else "faces.txt"
+        args.out = HERE / "results" / name
+    if args.before_after or args.interpolation:
         if args.video == DEFAULT_VIDEO:
             args.video = long_session_video()
+        if args.interpolation and args.seconds is None:
+            args.seconds = 120.0
     if not args.video.exists():
         print(f"no such video: {args.video}", file=sys.stderr)
         return 2
     args.out.parent.mkdir(parents=True, exist_ok=True)
     buf = io.StringIO()
     with redirect_stdout(Tee(sys.stdout, buf)):
-        before_after(args) if args.before_after else run(args)
+        if args.interpolation:
+            interpolation(args)
+        elif args.before_after:
+            before_after(args)
+        else:
+            run(args)
     args.out.write_text(buf.getvalue())
     print(f"written {args.out}")
     return 0
@@ -428,29 +451,18 @@ def long_session_video() -> Path:
     return out
 
 
-def load_before(rev: str):
-    """The `faces` / `face_affect` stage modules (and the tracker) as they were at `rev`."""
+def export_rev(rev: str, dest: Path) -> Path:
+    """The `src/` tree of git revision `rev`, unpacked into `dest` (read-only on the repository:
+    `git archive`, no checkout). Returns the directory to put on PYTHONPATH."""
     import subprocess
-    import types
+    import tarfile
 
-    root = HERE.parent
-
-    def source(path: str) -> str:
-        return subprocess.run(["git", "-C", str(root), "show", f"{rev}:{path}"], check=True,
-                              capture_output=True, text=True).stdout
-
-    mods = {}
-    for key, path in (("track", "src/emoguide/vision/track.py"),
-                      ("faces", "src/emoguide/vision/faces_stage.py"),
-                      ("face_affect", "src/emoguide/vision/face_affect_stage.py")):
-        name = f"_before_{key}"
-        code = source(path).replace("emoguide.vision.track", "_before_track")
-        mod = types.ModuleType(name)
-        mod.__file__ = f"{rev}:{path}"
-        sys.modules[name] = mod
-        exec(compile(code, mod.__file__, "exec"), mod.__dict__)
-        mods[key] = mod
-    return mods
+    dest.mkdir(parents=True, exist_ok=True)
+    data = subprocess.run(["git", "-C", str(HERE.parent), "archive", rev, "src"], check=True,
+                          capture_output=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        tar.extractall(dest, filter="data")
+    return dest / "src"
 
 
 def _bench_corpus(root: Path, video: Path, utts: pd.DataFrame, duration: float):
@@ -463,12 +475,35 @@ def _bench_corpus(root: Path, video: Path, utts: pd.DataFrame, duration: float):
     return c
 
 
+def stage_run(corpus_root: Path) -> None:
+    """Child process of --before-after: time `faces` then `face_affect` as `run_one` runs them
+    (serial executor; model loading and the commits included), print one JSON line."""
+    import json
+
+    import emoguide
+    from emoguide.corpus.layout import Corpus
+    from emoguide.pipeline.runner import run_one
+
+    c = Corpus.open(corpus_root)
+    t0, c0 = time.perf_counter(), time.process_time()
+    s1 = run_one(c, "faces")
+    t1, c1 = time.perf_counter(), time.process_time()
+    s2 = run_one(c, "face_affect")
+    t2, c2 = time.perf_counter(), time.process_time()
+    bad = [str(o) for summ in (s1, s2) for o in summ.outcomes if o.status != "done"]
+    rec = c.session("bench").stages.get("face_affect") or {}
+    print("RESULT " + json.dumps({"faces_s": t1 - t0, "affect_s": t2 - t1, "bad": bad,
+                                  "faces_cpu": c1 - c0, "affect_cpu": c2 - c1,
+                                  "src": str(Path(emoguide.__file__).parent),
+                                  "crops": (rec.get("extra") or rec).get("crops")}))
+
+
 def before_after(args) -> None:
+    import json
     import subprocess
     import tempfile
 
     from emoguide.media.probe import probe
-    from emoguide.pipeline.runner import run_one
 
     info = probe(args.video)
     dur = float(info.duration_s)
@@ -482,40 +517,41 @@ def before_after(args) -> None:
         dur = float(probe(video).duration_s)
     rev = subprocess.run(["git", "-C", str(HERE.parent), "rev-parse", "--short", args.before_rev],
                          capture_output=True, text=True).stdout.strip()
-    print("emoguide faces + face_affect: before (stage loops) vs after (engine stages), one run")
+    before_src = export_rev(args.before_rev, tmpdir / "before")
+    after_src = HERE.parent / "src"
+    print("emoguide faces + face_affect: before vs after, one run")
     print(f"video: {video.name}  {info.video.display_width}x{info.video.display_height}, {dur:.2f} s")
-    print(f"before: code at {args.before_rev} ({rev}): run_faces + run_face_affect; after: this working tree, "
-          "run_one(corpus, 'faces') + run_one(corpus, 'face_affect'), serial executor")
+    print(f"before: the code at {args.before_rev} ({rev}); after: this working tree. Each: run_one(corpus, "
+          "'faces') + run_one(corpus, 'face_affect'), serial executor, in a fresh process and a fresh corpus")
     print(f"machine: {os.cpu_count()} CPUs, load average {', '.join(f'{x:.1f}' for x in os.getloadavg())} at start; "
           "the machine is shared: compare the ratios within this run")
     utts = pseudo_utterances(dur)
     print(f"utterances: {len(utts)} pseudo-utterances (3/2/4 s windows, speaker B, patient); defaults: BlazeFace at "
           "5 fps, fer\n")
-    old = load_before(args.before_rev)
     results: list[dict] = []
     for r in range(args.rounds):
-        for which in ("before", "after"):
-            c = _bench_corpus(tmpdir / f"{which}-{r}", video, utts, dur)
-            t0 = time.perf_counter()
-            if which == "before":
-                s1 = old["faces"].run_faces(c)
-                t1 = time.perf_counter()
-                s2 = old["face_affect"].run_face_affect(c)
-            else:
-                s1 = run_one(c, "faces")
-                t1 = time.perf_counter()
-                s2 = run_one(c, "face_affect")
-            t2 = time.perf_counter()
-            for summ in (s1, s2):
-                bad = [o for o in summ.outcomes if o.status != "done"]
-                if bad:
-                    raise SystemExit(f"{which}: {bad}")
+        for which, src in (("before", before_src), ("after", after_src)):
+            root = tmpdir / f"{which}-{r}"
+            c = _bench_corpus(root, video, utts, dur)
+            env = dict(os.environ, PYTHONPATH=str(src))
+            proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--stage-run", str(root)],
+                                  env=env, capture_output=True, text=True, cwd=str(tmpdir))
+            line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+            if proc.returncode or line is None:
+                raise SystemExit(f"{which}: the stage run failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+            got = json.loads(line[len("RESULT "):])
+            if got["bad"]:
+                raise SystemExit(f"{which}: {got['bad']}")
+            if Path(got["src"]).resolve() != (Path(src) / "emoguide").resolve():
+                raise SystemExit(f"{which}: ran {got['src']}, not {src}")
             sess = c.session("bench")
-            results.append({"which": which, "round": r, "faces_s": t1 - t0, "affect_s": t2 - t1,
+            results.append({"which": which, "round": r, "faces_s": got["faces_s"], "affect_s": got["affect_s"],
+                            "faces_cpu": got["faces_cpu"], "affect_cpu": got["affect_cpu"],
                             "utts": sess.read_utterances(), "faces": pd.read_parquet(sess.faces_path),
-                            "load": os.getloadavg()[0]})
-            print(f"  round {r + 1} {which:<6}: faces {t1 - t0:7.1f} s, face_affect {t2 - t1:6.1f} s, "
-                  f"load {os.getloadavg()[0]:.1f}", flush=True)
+                            "crops": got.get("crops"), "load": os.getloadavg()[0]})
+            print(f"  round {r + 1} {which:<6}: faces {got['faces_s']:7.1f} s ({got['faces_cpu']:.1f} CPU s), "
+                  f"face_affect {got['affect_s']:6.1f} s ({got['affect_cpu']:.1f} CPU s) "
+                  f"(crops: {got.get('crops') or 'decoded'}), load {os.getloadavg()[0]:.1f}", flush=True)
     print()
     print(f"{'run':<16}{'faces s':>9}{'RTF':>8}{'face_affect s':>15}{'RTF':>8}{'both s':>9}{'RTF both':>10}")
     for x in results:
@@ -533,6 +569,13 @@ def before_after(args) -> None:
     print(f"face_affect          {ab / dur:>10.4f}  {aa / dur:>10.4f}  {ab / aa:>12.2f}x")
     print(f"faces + face_affect  {(fb + ab) / dur:>10.4f}  {(fa + aa) / dur:>10.4f}  {(fb + ab) / (fa + aa):>12.2f}x"
           f"   (target: <= 0.03 after)")
+    cfb, cfa = med("before", "faces_cpu"), med("after", "faces_cpu")
+    cab, caa = med("before", "affect_cpu"), med("after", "affect_cpu")
+    print("\nCPU seconds (all threads of the process) per media second, median over rounds: less sensitive to")
+    print("the other jobs on a shared machine than the wall-clock RTF above (with 2 threads it can exceed it)")
+    print(f"faces                {cfb / dur:>10.4f}  {cfa / dur:>10.4f}  {cfb / cfa:>12.2f}x")
+    print(f"face_affect          {cab / dur:>10.4f}  {caa / dur:>10.4f}  {cab / caa:>12.2f}x")
+    print(f"faces + face_affect  {(cfb + cab) / dur:>10.4f}  {(cfa + caa) / dur:>10.4f}  {(cfb + cab) / (cfa + caa):>12.2f}x")
 
     b = next(x for x in results if x["which"] == "before")
     a = next(x for x in results if x["which"] == "after")
@@ -540,7 +583,7 @@ def before_after(args) -> None:
     same_rows = len(a["faces"]) == len(b["faces"]) and np.array_equal(
         a["faces"][key].to_numpy(float), b["faces"][key].to_numpy(float))
     print(f"\nface rows: before {len(b['faces'])}, after {len(a['faces'])}; detections and tracks identical: {same_rows}")
-    for col in ("valence", "arousal"):
+    for col in ("valence", "arousal", "lower_energy"):
         x, y = b["faces"][col].to_numpy(float), a["faces"][col].to_numpy(float)
         if len(x) == len(y):
             m = np.isfinite(x) & np.isfinite(y)
@@ -556,6 +599,73 @@ def before_after(args) -> None:
     n_b, n_a = b["utts"]["face_n"], a["utts"]["face_n"]
     print(f"per utterance face_n equal: {bool((n_b.fillna(-1) == n_a.fillna(-1)).all())}")
     print(f"load average at end: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+
+
+def interpolation(args) -> None:
+    """What detecting only every N-th sampled frame would cost (the way to fewer BlazeFace calls):
+    the default path's faces table, with the boxes of the other frames replaced by the linear
+    interpolation of the same track's detected boxes around them (rows with no detected box on
+    both sides within N + 1/2 sampling intervals dropped, landmarks cleared), then face emotion and the
+    per-utterance means as usual; compared with the default path per utterance."""
+    from emoguide.vision.emotion import get_face_emotion
+    from emoguide.vision.face_affect_stage import aggregate_utterances, predict_faces
+    from emoguide.vision.faces_stage import FaceSettings, track_video
+    from emoguide.vision.speakers import SpeakerSettings, apply_assignments, assign_speakers
+
+    video = args.video
+    s = FaceSettings()
+    det, backend = s.make_detector().load(), get_face_emotion("fer").load()
+    vf = track_video(video, det, fps=s.fps, tracker=s.tracker, end=args.seconds)
+    ref_faces = vf.table("bench")
+    end = max(vf.times) if vf.times else 0.0
+    utts = pseudo_utterances(end)
+
+    def per_utterance(faces: pd.DataFrame) -> pd.DataFrame:
+        rows = predict_faces(faces, video, backend)
+        res = assign_speakers(rows, utts, SpeakerSettings(), {})
+        return aggregate_utterances(utts, apply_assignments(rows, res), backend.id)
+
+    ref = per_utterance(ref_faces)
+    print(f"detect every N-th sampled frame, boxes interpolated in between: {video.name}, 0-{end:.1f} s, "
+          f"BlazeFace at {s.fps:g} fps, fer; {len(utts)} pseudo-utterances; vs the default path")
+    print(f"{'N':>3}{'detector calls':>16}{'rows':>7}{'mean|dV|':>10}{'max|dV|':>9}{'mean|dA|':>10}{'max|dA|':>9}"
+          f"{'null in one':>13}")
+    times = np.array(sorted(set(vf.times)))
+    confirmed = ref_faces[ref_faces["track_id"] >= 0]
+    print(f"{1:>3}{len(times):>16}{len(confirmed):>7}{0:>10.4f}{0:>9.4f}{0:>10.4f}{0:>9.4f}{0:>13}")
+    for n in (2, 3, 5):
+        keyset = set(np.round(times[::n], 6))
+        out = []
+        for _, g in confirmed.groupby("track_id"):
+            g = g.sort_values("t", kind="stable")
+            gk = g[np.round(g["t"], 6).isin(keyset)]
+            kt = gk["t"].to_numpy(float)
+            for _, row in g.iterrows():
+                if round(float(row["t"]), 6) in keyset:
+                    out.append(row)
+                    continue
+                j = int(np.searchsorted(kt, row["t"]))
+                if j == 0 or j >= len(kt) or kt[j] - kt[j - 1] > (n + 0.5) / s.fps:
+                    continue
+                a, b = gk.iloc[j - 1], gk.iloc[j]
+                w = (row["t"] - a["t"]) / (b["t"] - a["t"])
+                r2 = row.copy()
+                for c in ("x1", "y1", "x2", "y2"):
+                    r2[c] = np.float32((1 - w) * a[c] + w * b[c])
+                r2["landmarks"] = None
+                out.append(r2)
+        sim = pd.DataFrame(out).sort_values("t", kind="stable").reset_index(drop=True).astype(ref_faces.dtypes.to_dict())
+        got = per_utterance(sim)
+        stats = []
+        for c in ("face_valence", "face_arousal"):
+            x, y = ref[c].to_numpy(float), got[c].to_numpy(float)
+            m = np.isfinite(x) & np.isfinite(y)
+            d = np.abs(x - y)[m]
+            stats += [d.mean() if d.size else np.nan, d.max() if d.size else np.nan]
+        nulls = int((ref["face_valence"].notna() != got["face_valence"].notna()).sum())
+        print(f"{n:>3}{len(times[::n]):>16}{len(sim):>7}{stats[0]:>10.4f}{stats[1]:>9.4f}{stats[2]:>10.4f}{stats[3]:>9.4f}"
+              f"{nulls:>13}")
+    print("target (issue 10): mean |dV|, |dA| <= 0.01")
 
 
 if __name__ == "__main__":

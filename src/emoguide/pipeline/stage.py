@@ -32,6 +32,7 @@ FILES: dict[str, str] = {
     "diarization": "diarization.parquet",
     "utterances": "utterances.parquet",
     "faces": "faces.parquet",
+    "face_crops": "face_crops.parquet",
 }
 
 #: The key column a column group is merged on, per host artifact.

@@ -2,7 +2,9 @@
 (docs/face_emotion.md).
 
 Reads `faces.parquet` (the `faces` stage's rows), the utterance rows and their roles (speaker
-assignment ties a one-face session to the patient by role) and the video (to crop the faces).
+assignment ties a one-face session to the patient by role), and the face crops the faces stage kept
+(`face_crops.parquet`, `vision.crops`) or, when there are none for this backend, the video (to crop
+the faces: the reference path, same values).
 Writes two column groups: `faces:emotion` (per face row: prediction, motion, speaker columns) and
 `utterances:face` (the face_* channel). Overrides in `face_speakers.json` are an input: editing
 them reruns the stage, which then reuses the previous run's per-face predictions (its stages.json
@@ -25,10 +27,10 @@ class FaceAffectStage(Stage[FaceAffectSettings]):
     name = "face_affect"
     help = "Facial emotion per face (fer by default), face tracks tied to speakers, face_* per utterance."
     Settings = FaceAffectSettings
-    reads = ("faces", "utterances", "utterances:role", "video")
+    reads = ("faces", "face_crops", "utterances", "utterances:role", "video")
     writes = ("faces:emotion", "utterances:face")
     columns: ClassVar = {"faces:emotion": OWN_COLUMNS, "utterances:face": FACE_COLUMNS}
-    version = 1
+    version = 1  # predictions from face_crops.parquet are the decoding path's, value for value
     resources = Resources(cpus=1, memory_mb=600)
     packages = ("av", "fer", "ai-edge-litert", "onnxruntime")
 
@@ -70,6 +72,7 @@ class FaceAffectStage(Stage[FaceAffectSettings]):
             aggregate_utterances,
             frame_hash,
             predict_faces,
+            predict_from_crops,
         )
         from emoguide.vision.speakers import apply_assignments, assign_speakers, overrides_path, read_face_overrides
 
@@ -110,6 +113,7 @@ class FaceAffectStage(Stage[FaceAffectSettings]):
         base = faces.drop(columns=[c for c in OWN_COLUMNS if c in faces.columns])
         n_confirmed = int((faces["track_id"] >= 0).sum()) if len(faces) else 0
         warnings: list[str] = []
+        crops_used = False
         if reuse or n_confirmed == 0:
             rows = faces.copy()
             for c in PREDICTION_COLUMNS + MOTION_COLUMNS:
@@ -120,11 +124,16 @@ class FaceAffectStage(Stage[FaceAffectSettings]):
             if n_confirmed == 0:
                 warnings.append("no confirmed face track in faces.parquet")
         else:
-            video = session.video_path()
-            if video is None or not video.exists():
-                raise InputError(video or session.file("source"), "the session's video is missing: cannot crop faces")
-            rows = predict_faces(base, video, backend, crop_margin=s.crop_margin, max_gap_s=spk.max_gap_s,
-                                 warnings=warnings)
+            crops = _kept_crops(session, backend, s.crop_margin, len(base))
+            if crops is not None:
+                rows = predict_from_crops(base, crops, backend, max_gap_s=spk.max_gap_s, warnings=warnings)
+            else:
+                video = session.video_path()
+                if video is None or not video.exists():
+                    raise InputError(video or session.file("source"), "the session's video is missing: cannot crop faces")
+                rows = predict_faces(base, video, backend, crop_margin=s.crop_margin, max_gap_s=spk.max_gap_s,
+                                     warnings=warnings)
+            crops_used = crops is not None
         overrides = read_face_overrides(session.path)
         assigned = assign_speakers(rows, utts, spk, overrides)
         warnings += assigned.warnings
@@ -145,6 +154,7 @@ class FaceAffectStage(Stage[FaceAffectSettings]):
             "prediction_key": prediction_key,
             "cheap_key": cheap_key,
             "reused_predictions": bool(reuse),
+            "crops": "face_crops.parquet" if crops_used else ("decoded" if not reuse and n_confirmed else None),
             "speakers": assigned.to_extra(),
             "n_face_rows": int(len(rows)),
             "n_predicted": int(rows["label"].notna().sum()) if len(rows) else 0,
@@ -157,3 +167,22 @@ class FaceAffectStage(Stage[FaceAffectSettings]):
         if warnings:
             res.summary += "; " + "; ".join(warnings)
         return res
+
+
+def _kept_crops(session: SessionView, backend, margin: float | None, n_rows: int):
+    """The faces stage's face_crops.parquet when it was kept for this backend and margin and for
+    this faces table (one crop row per face row); else None (the video is decoded instead)."""
+    if not session.has("face_crops"):
+        return None
+    spec = backend.crop_spec(margin)
+    if spec is None:
+        return None
+    from emoguide.vision.crops import read_crops
+
+    try:
+        crops = read_crops(session.file("face_crops"))
+    except Exception:  # noqa: BLE001 - a damaged file: decode instead (same values)
+        return None
+    if not crops.matches(spec) or crops.n != n_rows:
+        return None
+    return crops

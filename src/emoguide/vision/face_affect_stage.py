@@ -25,7 +25,7 @@ import hashlib
 import json
 import math
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 import pandas as pd
@@ -34,6 +34,9 @@ from pydantic import BaseModel, Field
 from emoguide.corpus import schema
 from emoguide.vision.emotion import FaceEmotion, crop_face, get_face_emotion
 from emoguide.vision.speakers import SpeakerSettings, landmark_motion, lower_half_patch, patch_energy
+
+if TYPE_CHECKING:
+    from emoguide.vision.crops import FaceCrops
 
 DETECTION_COLUMNS = ("t", "frame_w", "frame_h", "x1", "y1", "x2", "y2", "track_id", "landmarks")
 PREDICTION_COLUMNS = ("valence", "arousal", "label", "probs", "affect_source")
@@ -179,6 +182,10 @@ def predict_faces(
     missing = len(rows) - found
     if missing and warnings is not None:
         warnings.append(f"{missing} face rows had no decodable frame at their time: left null")
+    return _finish(out, backend, val, aro, lab, prb, patches, max_gap_s)
+
+
+def _finish(out: pd.DataFrame, backend: FaceEmotion, val, aro, lab, prb, patches, max_gap_s: float) -> pd.DataFrame:
     out["valence"] = val
     out["arousal"] = aro
     out["label"] = lab
@@ -188,6 +195,47 @@ def predict_faces(
     out["mouth_motion"] = landmark_motion(out, max_gap_s)
     out["lower_energy"] = patch_energy(patches, out, max_gap_s)
     return out
+
+
+def predict_from_crops(
+    faces: pd.DataFrame,
+    crops: "FaceCrops",
+    backend: FaceEmotion,
+    *,
+    max_gap_s: float = 1.0,
+    warnings: list[str] | None = None,
+) -> pd.DataFrame:
+    """`predict_faces` from the crops the `faces` stage kept (`vision.crops`), without decoding.
+
+    `faces` must be the table those crops were kept for, in its stored order (crop `row` = the
+    position in it), and `crops.spec` the backend's `crop_spec`: the predictions and the lower-half
+    energies are then exactly the decoding path's.
+    """
+    out = faces.copy()
+    val = pd.Series(np.nan, index=out.index, dtype="float64")
+    aro = pd.Series(np.nan, index=out.index, dtype="float64")
+    lab = pd.Series(pd.NA, index=out.index, dtype="string")
+    prb = pd.Series(pd.NA, index=out.index, dtype="string")
+    patches: dict[Any, tuple[float, np.ndarray | None]] = {}
+    t_col = out["t"].to_numpy(float)
+    confirmed = np.nonzero(out["track_id"].to_numpy() >= 0)[0]
+    have = [i for i in confirmed if int(i) in crops.crops]
+    for start in range(0, len(have), PREDICT_BATCH):
+        chunk = have[start : start + PREDICT_BATCH]
+        ests = backend.predict_prepared([crops.crops[int(i)] for i in chunk])
+        for i, est in zip(chunk, ests):
+            idx = out.index[i]
+            val.at[idx] = np.nan if est.valence is None else est.valence
+            aro.at[idx] = np.nan if est.arousal is None else est.arousal
+            lab.at[idx] = est.label
+            prb.at[idx] = schema.probs_to_json(est.probs)
+    for i in have:
+        p = crops.patches.get(int(i))
+        patches[out.index[i]] = (float(t_col[i]), None if p is None else p.astype(np.float32) / 255.0)
+    missing = len(confirmed) - len(have)
+    if missing and warnings is not None:
+        warnings.append(f"{missing} face rows had no kept crop: left null")
+    return _finish(out, backend, val, aro, lab, prb, patches, max_gap_s)
 
 
 # --------------------------------------------------------------------------- per-utterance

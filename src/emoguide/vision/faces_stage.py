@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -28,8 +28,11 @@ from emoguide.corpus.atomic import read_parquet
 from emoguide.vision.detect import FaceDetector, get_detector, iter_batches
 from emoguide.vision.track import FaceTracker, TrackerParams
 
+if TYPE_CHECKING:
+    from emoguide.vision.crops import CropWriter
+
 STAGE = "faces"
-STAGE_VERSION = "faces-v1"
+STAGE_VERSION = "faces-v1"  # the faces.parquet rows (unchanged by the kept crops)
 PAPER_FPS = 30.0
 
 FACES_COLUMNS = (
@@ -80,6 +83,25 @@ class FaceSettings(BaseModel):
         default_factory=dict, description="backend options, e.g. {range = 'short'} for blazeface"
     )
     tracker: TrackerParams = Field(default_factory=TrackerParams)
+    keep_crops: str | None = Field(
+        "fer",
+        description="keep the face crops this face-emotion backend needs (face_crops.parquet), so face_affect "
+        "does not decode the video again; None: keep none (face_affect decodes)",
+    )
+
+    def crop_writer(self, path: str | Path):
+        """A `vision.crops.CropWriter` for `keep_crops` at its backend's default margin, or None
+        (no backend named, or one without a prepared-crop path)."""
+        if not self.keep_crops:
+            return None
+        from emoguide.vision.crops import CropWriter
+        from emoguide.vision.emotion import get_face_emotion
+
+        backend = get_face_emotion(self.keep_crops)  # built, not loaded: prepare_crop needs no model
+        spec = backend.crop_spec()
+        if spec is None:
+            return None
+        return CropWriter(path, spec, backend.prepare_crop)
 
     def effective(self) -> "FaceSettings":
         """The settings actually used: paper_mode pins detector=mtcnn and fps=30."""
@@ -211,6 +233,7 @@ def track_video(
     batch_size: int = 8,
     on_frame: Callable[[float], None] | None = None,
     overlap: bool | None = None,
+    crops: "CropWriter | None" = None,
 ) -> VideoFaces:
     """Detect and track faces in one video file; returns rows with final track ids.
 
@@ -218,6 +241,9 @@ def track_video(
     previous batch and decodes the next (same results, in the same order; the decoder and the
     detectors release the GIL). None: overlap unless the worker is capped at one thread
     (`emoguide.threads.cpu_threads()`) or the machine has one core.
+
+    `crops`: also keep, for every row, the prepared face crop and lower-half patch that
+    `face_affect` would otherwise decode the video again for (`vision.crops`); the caller closes it.
 
     Raises `InputError` for a file that cannot be opened or has no video stream. Corrupt data
     later on ends decoding with a warning in `result.warnings`.
@@ -256,6 +282,8 @@ def track_video(
                     }
                 )
                 keys.append(a.key)
+                if crops is not None:
+                    crops.add(len(out.rows) - 1, frame.image, d.box)
             if on_frame is not None:
                 on_frame(frame.t)
     tracker.finish()

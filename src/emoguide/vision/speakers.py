@@ -203,6 +203,12 @@ def landmark_motion(faces: pd.DataFrame, max_gap_s: float = 1.0) -> pd.Series:
 
 def lower_half_patch(image: np.ndarray, box: tuple[float, float, float, float], size: int = 24) -> np.ndarray | None:
     """The lower half of a face box as a size x size grey float patch in [0, 1] (for `lower_energy`)."""
+    patch = lower_half_patch_u8(image, box, size)
+    return None if patch is None else patch.astype(np.float32) / 255.0
+
+
+def lower_half_patch_u8(image: np.ndarray, box: tuple[float, float, float, float], size: int = 24) -> np.ndarray | None:
+    """`lower_half_patch` before the scaling to [0, 1]: uint8 grey (what `vision.crops` keeps)."""
     h, w = image.shape[:2]
     x1, y1, x2, y2 = box
     ym = (y1 + y2) / 2
@@ -214,7 +220,7 @@ def lower_half_patch(image: np.ndarray, box: tuple[float, float, float, float], 
     from PIL import Image
 
     grey = Image.fromarray(np.ascontiguousarray(patch[..., :3])).convert("L").resize((size, size), Image.BOX)
-    return np.asarray(grey, dtype=np.float32) / 255.0
+    return np.asarray(grey, dtype=np.uint8)
 
 
 def patch_energy(patches: dict[Any, tuple[float, np.ndarray | None]], faces: pd.DataFrame, max_gap_s: float = 1.0) -> pd.Series:
