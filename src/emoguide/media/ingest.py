@@ -22,6 +22,12 @@ from emoguide.media.probe import MediaProbe, probe
 from emoguide.media.urls import download, is_url, looks_like_url_list
 
 INGEST_VERSION = "media-v1"
+
+#: Ingest warns when more than this share of the decoded audio samples is at full scale
+#: (|x| >= decode.CLIP_LEVEL). Clean speech recordings have essentially none (peaks sit well below
+#: full scale); 0.1% is about one clipped sample in every 1000: audible distortion, and voice
+#: features (loudness, jitter, shimmer) and ASR degrade on the clipped stretches.
+CLIP_WARN_FRACTION = 0.001
 AUDIO_NAME = "audio.wav"
 
 MEDIA_EXTENSIONS = frozenset(
@@ -217,6 +223,12 @@ def extract_media(file: str | Path, out_wav: str | Path, sample_rate: int = 1600
     if info.has_audio:
         audio = extract_audio_wav(file, out_wav, sample_rate, window_s)
         warnings.extend(audio.warnings)  # includes "decoded only X of Y s" (truncated)
+        if audio.clipped_fraction > CLIP_WARN_FRACTION:
+            warnings.append(
+                f"{file.name}: audio is clipped: {100 * audio.clipped_fraction:.2g}% of samples at full scale "
+                f"(warns above {100 * CLIP_WARN_FRACTION:g}%); voice features and ASR are less reliable "
+                "on distorted stretches; record with more headroom if you can"
+            )
         if audio.silent:
             warnings.append(
                 f"audio track is silent (peak {audio.peak:.2g}, at or below -60 dBFS): "
@@ -225,6 +237,42 @@ def extract_media(file: str | Path, out_wav: str | Path, sample_rate: int = 1600
     else:
         warnings.append("no audio track: transcript stages will skip")
     return MediaExtraction(info, audio, warnings)
+
+
+#: A paired transcript may run this far past the media's end before ingest warns (timestamps are
+#: often rounded to the second, and a last utterance's end is often estimated).
+PAIRING_TOLERANCE_S = 2.0
+
+
+def media_end_s(media: dict[str, Any]) -> float | None:
+    """Where a media session's signals end (seconds), from its source.json record: the longer of
+    the extracted audio and the video stream, else the container's duration; None if unknown."""
+    probe_rec = media.get("probe") or {}
+    ends = [float(x) for x in ((media.get("audio") or {}).get("duration_s"),
+                               (probe_rec.get("video") or {}).get("duration_s")) if x]
+    if ends:
+        return max(ends)
+    d = probe_rec.get("duration_s")
+    return float(d) if d else None
+
+
+def pairing_warning(media: dict[str, Any], transcript: dict[str, Any], starts: Iterable[float] | None = None,
+                    tolerance_s: float = PAIRING_TOLERANCE_S) -> str | None:
+    """A warning when a paired transcript runs past the media's end by more than `tolerance_s`
+    (the wrong transcript, or a cut-short recording): names both files and durations and says how
+    many utterances start after the media ends (they can have no voice or face values)."""
+    end = media_end_s(media)
+    t_end = transcript.get("duration")
+    if end is None or t_end is None or float(t_end) <= end + tolerance_s:
+        return None
+    media_name = media.get("file_name") or Path(str(media.get("path") or "media")).name
+    t_name = Path(str(transcript.get("path") or transcript.get("origin") or "transcript")).name
+    msg = (f"transcript {t_name} runs to {float(t_end):.1f} s but media {media_name} ends at {end:.1f} s")
+    if starts is not None:
+        starts = [float(x) for x in starts]
+        after = sum(1 for x in starts if x >= end)
+        msg += f": {after} of {len(starts)} utterances start after the media ends and will have no voice or face values"
+    return msg + "; check that the two files belong together and that the media is complete"
 
 
 def source_record(session_id: str, source: MediaSource, got: MediaExtraction,

@@ -53,6 +53,7 @@ class RoleAssignment:
     method: str  # heuristic | llm:<model> | override | given
     reason: str = ""
     features: dict[str, dict[str, float]] = field(default_factory=dict)
+    mixed: list[str] = field(default_factory=list)  # given roles: speakers whose rows give both roles
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -146,6 +147,35 @@ def llm_roles(utterances: pd.DataFrame, backend, max_turns: int = 30, **params) 
     )
 
 
+def given_roles(speakers: pd.Series, given: pd.Series) -> RoleAssignment:
+    """The roles a transcript gave, per speaker (the majority of its rows' roles).
+
+    Confidence is 1.0 when every speaker's rows agree; when one speaker's rows say therapist and
+    patient both (a label reused for two people, or a mislabelled Role column) it is the smallest
+    majority share, and the reason names the speakers and counts. `apply_roles(..., per_row=given)`
+    then keeps each row's own role, so no row silently takes another row's role.
+    """
+    roles: dict[str, str] = {}
+    mixed: list[str] = []
+    shares: list[float] = []
+    for spk, vals in given.astype(str).groupby(speakers.astype(str).to_numpy(), sort=False):
+        known = vals[vals.isin(["therapist", "patient"])]
+        if known.empty:
+            roles[str(spk)] = "unknown"
+            continue
+        counts = known.value_counts()
+        roles[str(spk)] = str(counts.index[0])
+        shares.append(float(counts.iloc[0]) / float(counts.sum()))
+        if len(counts) > 1:
+            mixed.append(f"{spk}: therapist on {int(counts.get('therapist', 0))} row(s), "
+                         f"patient on {int(counts.get('patient', 0))}")
+    confidence = min(shares) if shares else 0.0
+    reason = "roles came with the transcript"
+    if mixed:
+        reason += "; one speaker label with both roles (" + "; ".join(mixed) + "), each row keeps its own"
+    return RoleAssignment(roles, round(confidence, 3), "given", reason, mixed=[m.split(":")[0] for m in mixed])
+
+
 # --- overrides -------------------------------------------------------------------------------
 
 def overrides_path(session_dir: str | Path) -> Path:
@@ -166,9 +196,18 @@ def set_overrides(session_dir: str | Path, mapping: dict[str, str]) -> dict[str,
     return current
 
 
-def apply_roles(utterances: pd.DataFrame, assignment: RoleAssignment, overrides: dict[str, str]) -> pd.DataFrame:
+def apply_roles(utterances: pd.DataFrame, assignment: RoleAssignment, overrides: dict[str, str],
+                per_row: pd.Series | None = None) -> pd.DataFrame:
+    """The `role` column: per speaker from `assignment`, overrides last. With `per_row` (the roles
+    a transcript gave each row), a row with a known given role keeps it unless its speaker is
+    overridden: a speaker whose rows give both roles keeps both."""
     roles = dict(assignment.roles)
     roles.update(overrides)
     out = utterances.copy()
-    out["role"] = out["speaker"].map(lambda s: roles.get(str(s), "unknown")).astype("string")
+    role = out["speaker"].map(lambda s: roles.get(str(s), "unknown")).astype("string")
+    if per_row is not None:
+        given = per_row.astype("string").reindex(out.index)
+        keep = given.isin(["therapist", "patient"]) & ~out["speaker"].astype(str).isin(list(overrides))
+        role = role.where(~keep.fillna(False), given)
+    out["role"] = role.astype("string")
     return out

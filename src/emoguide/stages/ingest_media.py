@@ -35,6 +35,7 @@ from emoguide.media.ingest import (
     extract_media,
     fetch_url,
     media_digest,
+    pairing_warning,
     same_file,
     source_record,
 )
@@ -120,6 +121,10 @@ class IngestMediaStage(Stage[IngestMediaSettings]):
             res.tables["utterances"] = schema.empty_utterances()
         for w in got.warnings:
             res.warn(w)
+        if payload.get("transcript"):  # a transcript imported first (video.csv, then video.mp4)
+            starts = session.utterances()["start"] if session.has("utterances") else None
+            if (w := pairing_warning(rec, payload["transcript"], starts)) is not None:
+                res.warn(w)
         res.backends = {"decoder": "pyav", "ingest": INGEST_VERSION}
         res.extra = {"source_file": str(source.path), "audio": got.audio is not None}
         res.summary = got.describe()

@@ -96,6 +96,11 @@ class IngestTranscriptStage(Stage[IngestTranscriptSettings]):
         res.tables["utterances"] = utterances
         for w in p.get("warnings") or []:
             res.warn(w)
+        if p.get("pair_with"):  # video.mp4 + video.csv: does the transcript fit in the media?
+            from emoguide.media.ingest import pairing_warning
+
+            if (w := pairing_warning(p["pair_with"], src, utterances["start"])) is not None:
+                res.warn(w)
         res.backends = {"reader": READER_VERSION, "format": src.get("format")}
         res.extra = {"source_file": str(p["path"])}
         note = f"{len(utterances)} utterances"

@@ -2,8 +2,9 @@
 
 Reads the utterance rows (speakers, text, and roles that came with a transcript); writes the
 `role` column and `role_given` (the roles as first given, so overrides and re-inference always
-start from the same place). Roles given by a transcript are kept unless every speaker is
-unknown; otherwise the heuristic (default) or an LLM pass infers them. `sessions/<id>/roles.json`
+start from the same place). Roles given by a transcript are kept, row by row (a speaker label
+whose Role column says therapist on some rows and patient on others keeps both, with a warning
+and a confidence below 1), unless every speaker is unknown; otherwise the heuristic (default) or an LLM pass infers them. `sessions/<id>/roles.json`
 (`emoguide roles --set A=therapist`) always wins and is an input of the fingerprint, so editing
 it reruns this stage and its downstream, and nothing else.
 """
@@ -41,7 +42,7 @@ class RolesStage(Stage[RolesStageSettings]):
     reads = ("utterances",)
     writes = ("utterances:role",)
     columns: ClassVar = {"utterances:role": ("role", "role_given")}
-    version = 1
+    version = 2  # 2: given roles kept per row (a speaker whose rows give both roles keeps both)
     resources = Resources(cpus=1, memory_mb=200)
 
     def __init__(self, settings: RolesStageSettings | None = None):
@@ -103,11 +104,13 @@ class RolesStage(Stage[RolesStageSettings]):
             raise NotApplicable("no utterances")
         if "role_given" not in df.columns:
             df["role_given"] = df["role"]
-        given = df["role_given"].fillna("unknown")
+        given = df["role_given"].astype("string").fillna("unknown")
+        per_row = None
         if (given != "unknown").any():
-            assignment = R.RoleAssignment(
-                dict(zip(df["speaker"].astype(str), given)), 1.0, "given", "roles came with the transcript"
-            )
+            # Per speaker by majority; each row keeps the role its transcript gave (a speaker label
+            # whose rows alternate therapist/patient is not flattened to its last row's role).
+            assignment = R.given_roles(df["speaker"], given)
+            per_row = given
         elif self.settings.uses_llm:
             if self._backend is None and self._load_error is None:  # run() without setup()
                 self.setup()
@@ -118,16 +121,26 @@ class RolesStage(Stage[RolesStageSettings]):
         else:
             assignment = R.heuristic_roles(df)
         overrides = R.read_overrides(session.path)
-        df = R.apply_roles(df, assignment, overrides)
+        df = R.apply_roles(df, assignment, overrides, per_row=per_row)
         res = Result()
         res.extra["roles"] = {**assignment.to_dict(), "overrides": overrides}
         res.backends["roles"] = assignment.method
-        if assignment.confidence < LOW_CONFIDENCE and not overrides:
+        if assignment.mixed and not set(assignment.mixed) <= set(overrides):
+            res.warn(
+                f"{assignment.reason.removeprefix('roles came with the transcript; ')} "
+                f"(role confidence {assignment.confidence:.2f}); if one label holds two people, give them "
+                f"different Speaker names, or set one role with `emoguide roles --corpus {session.corpus_root} "
+                f"{session.id} --set A=therapist`"
+            )
+        elif assignment.confidence < LOW_CONFIDENCE and not overrides:
             res.warn(
                 f"low role confidence {assignment.confidence:.2f} ({assignment.reason}); "
                 f"check with `emoguide roles --corpus {session.corpus_root} {session.id} --set A=therapist`"
             )
-        final = dict(zip(df["speaker"].astype(str), df["role"]))
+        final = {**assignment.roles, **overrides}
+        for spk, g in df.groupby(df["speaker"].astype(str), sort=False):
+            if g["role"].nunique() > 1:
+                final[spk] = "/".join(sorted(g["role"].astype(str).unique()))
         desc = ", ".join(f"{s}={r}" for s, r in sorted(final.items()))
         res.summary = f"{desc} ({assignment.method}, conf {assignment.confidence:.2f})"
         out = df[["index", "role", "role_given"]].copy()

@@ -11,7 +11,8 @@ Formats (detected from the extension, or given as ``fmt``):
 - ``annomi``: the AnnoMI CSV (detected from its header; see `emoguide.transcripts.annomi`).
 
 Every reader ends in `build_transcript`, which gives all formats the same treatment: empty texts
-dropped, times parsed to seconds, rows sorted by start, missing ends filled from the next start,
+dropped, times parsed to seconds, exact duplicate rows dropped (first copy kept, with a warning
+naming the lines), rows sorted by start, missing ends filled from the next start,
 speakers relabelled A, B, C... by first appearance (original name kept in ``speaker_name``) and
 roles resolved (``roles`` mapping > explicit role > speaker name > unknown).
 
@@ -37,7 +38,7 @@ from emoguide.corpus.layout import slugify
 from emoguide.errors import InputError
 from emoguide.transcripts.timecode import format_hms, parse_time
 
-READER_VERSION = "transcripts-1"
+READER_VERSION = "transcripts-2"  # 2: exact duplicate rows dropped (with a warning)
 
 #: Extension -> format. ``.txt`` is read as a (tab- or comma-separated) table when named explicitly.
 EXTENSIONS: dict[str, str] = {
@@ -453,6 +454,13 @@ def build_transcript(
     for c in extra_cols:
         df[c] = rows[c].tolist()
     df["_line"] = [lines[i] for i in keep]
+    df["_item"] = [items[i] for i in keep]
+
+    # Exact duplicates: a row equal to an earlier one in every column read (times, speaker, role,
+    # text, extra columns) is a copy (one utterance cannot be said twice at the same time), so the
+    # repeat is dropped, keeping the first, and the warning names the file and both rows. Rows that
+    # differ in anything (an AnnoMI utterance id, an end time) are all kept.
+    df = _drop_exact_duplicates(df, path, warnings)
 
     # Order.
     if sort and not df["start"].is_monotonic_increasing:
@@ -498,6 +506,7 @@ def build_transcript(
         explicit.append(role)
     if bad_roles:
         warnings.append(f"unrecognised role value(s) {sorted(bad_roles)} read as unknown")
+    _warn_mixed_roles(path, speakers, explicit, display, list(df["_line"]), warnings)
     mapped_lower = {k.casefold(): v for k, v in roles_map.items()}
     speaker_role: dict[str, str] = {}
     for letter, name in display.items():
@@ -559,6 +568,60 @@ def build_transcript(
         src["roles_given"] = dict(roles_map)
     src.update(source or {})
     return ParsedTranscript(session_id=session_id, utterances=out, source=src, warnings=warnings)
+
+
+def _row_label(line: Any, item: Any, i: int) -> str:
+    """How a warning points at a row: its file line, else its item label, else its position."""
+    if not schema.is_null(line):
+        return f"line {int(line)}"
+    if item is not None and not schema.is_null(item):
+        return str(item)
+    return f"row {i + 1}"
+
+
+def _drop_exact_duplicates(df: pd.DataFrame, path: Path, warnings: list[str]) -> pd.DataFrame:
+    """`df` without rows that repeat an earlier row exactly; one warning naming the file and rows."""
+    cols = [c for c in df.columns if c not in ("_line", "_item")]
+    keys = df[cols].astype("string").fillna("\x00null").apply(tuple, axis=1)
+    dup = keys.duplicated(keep="first")
+    if not dup.any():
+        return df
+    first_of: dict[tuple, int] = {}
+    pairs: list[str] = []
+    for i, key in enumerate(keys):
+        if key not in first_of:
+            first_of[key] = i
+        elif len(pairs) < 10:
+            j = first_of[key]
+            pairs.append(f"{_row_label(df['_line'].iloc[i], df['_item'].iloc[i], i)} repeats "
+                         f"{_row_label(df['_line'].iloc[j], df['_item'].iloc[j], j)}")
+    n = int(dup.sum())
+    warnings.append(
+        f"{path.name}: {n} exact duplicate row(s) dropped, the first copy kept ("
+        + "; ".join(pairs) + ("; ..." if n > len(pairs) else "") + ")"
+    )
+    return df.loc[~dup].reset_index(drop=True)
+
+
+def _warn_mixed_roles(path: Path, speakers: list[str], explicit: list[str | None],
+                      display: Mapping[str, str | None], lines: list[Any], warnings: list[str]) -> None:
+    """Warn when one speaker's Role column says therapist on some rows and patient on others (a
+    speaker label reused for two people, or a mislabelled column). Each row keeps the role the
+    file gives it (the `roles` stage keeps them too, at a confidence below 1)."""
+    for letter, name in display.items():
+        rows = [i for i, s in enumerate(speakers) if s == letter]
+        got = Counter(explicit[i] for i in rows if explicit[i] in ("therapist", "patient"))
+        if len(got) < 2:
+            continue
+        minority = min(got, key=lambda r: (got[r], r))
+        at = [_row_label(lines[i], None, i) for i in rows if explicit[i] == minority]
+        warnings.append(
+            f"{path.name}: speaker {letter}"
+            + (f" ({name})" if name and name != letter else "")
+            + f" is 'therapist' on {got['therapist']} row(s) and 'patient' on {got['patient']} in the Role "
+            f"column ({minority} at {', '.join(at[:8])}{', ...' if len(at) > 8 else ''}): each row keeps its "
+            "own role; if one label holds two people, give them different Speaker names"
+        )
 
 
 def _split_sessions(
