@@ -184,7 +184,11 @@ def compute_dissonance_variant(
         work[f"{ch}_{d}"] = v
 
     def settings(t: float) -> DissonanceSettings:
-        return DissonanceSettings(threshold=float(t), channels=(_A, _B), dimensions=dims, roles=roles)
+        # model_construct: the working channels are private column names (`__diss_a`), which the
+        # settings validator rightly refuses from users.
+        base = DissonanceSettings()
+        return DissonanceSettings.model_construct(**{**base.model_dump(), "threshold": float(t), "channels": (_A, _B),
+                                                     "dimensions": dims, "roles": roles})
 
     if method in ("raw", "zscore"):
         res = compute_dissonance(work, settings(threshold))
