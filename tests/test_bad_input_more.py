@@ -392,3 +392,22 @@ def test_settings_error_is_a_settings_file_error_with_exit_code_2(tmp_path):
     code, lines = explain(err)
     assert code == 2
     assert lines[0] == f"{tmp_path / 'corpus.toml'}: dissonance.threshold: must be > 0"
+
+
+def test_transcript_only_session_is_told_it_has_no_video_not_to_run_faces(tmp_path):
+    """face_affect on a session that came from a transcript: the reason says so in the user's
+    words, not "no faces.parquet (run the faces stage first)"."""
+    from emoguide.corpus import Corpus
+    from emoguide.pipeline.stage import NotApplicable, SessionView
+    from emoguide.stages.face_affect import FaceAffectStage
+
+    f = tmp_path / "talk.csv"
+    f.write_text(TRANSCRIPT)
+    res = invoke("ingest", "--corpus", tmp_path / "c", f)
+    assert res.exit_code == 0, res.raw
+    c = Corpus.open(tmp_path / "c")
+    (sid,) = c.session_ids()
+    with pytest.raises(NotApplicable) as err:
+        FaceAffectStage().run(SessionView(c.root, sid))
+    assert "no video in this session" in str(err.value) and "transcript" in str(err.value)
+    assert "faces.parquet" not in str(err.value)

@@ -77,7 +77,12 @@ class FaceAffectStage(Stage[FaceAffectSettings]):
         from emoguide.vision.speakers import apply_assignments, assign_speakers, overrides_path, read_face_overrides
 
         if not session.has("faces"):
-            raise NotApplicable("no faces.parquet (the faces stage found no video to run on)")
+            from emoguide.vision.faces_stage import video_from_source
+
+            video, why = video_from_source(session.source())
+            if video is None:  # a transcript or audio-only session: say so in the user's words
+                raise NotApplicable(f"{why.replace('no video: ', 'no video in this session: ')}")
+            raise NotApplicable("no faces.parquet (run the faces stage first)")
         backend = getattr(self, "backend", None)
         if backend is None:  # run() without setup() (a test calling it directly)
             self.setup()
