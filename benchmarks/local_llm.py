@@ -63,7 +63,7 @@ def demo_items(work: Path, demo_corpus: Path | None) -> list[dict]:
     from emoguide.stages.affect_import import import_affect
     from emoguide.stages.dissonance import DissonanceStage
     from emoguide.stages.prompts import build_prompts
-    from emoguide.transcripts.ingest import ingest_transcripts
+    from emoguide.stages.ingest_transcript import ingest_transcripts
 
     corpus = Corpus.open(work / "demo-prompts", create=True)
     transcript, affect = demo_files()
@@ -90,7 +90,7 @@ def annomi_items(work: Path, n_contexts: int, seed: int = 13) -> list[dict]:
     from emoguide.stages.affect_import import import_affect
     from emoguide.stages.dissonance import DissonanceStage
     from emoguide.stages.prompts import build_prompts
-    from emoguide.transcripts.ingest import ingest_transcripts
+    from emoguide.stages.ingest_transcript import ingest_transcripts
 
     raw = pd.read_csv(ANNOMI, dtype=str, keep_default_na=False)
     sessions = list(dict.fromkeys(raw["transcript_id"]))[: max(1, (n_contexts + 1) // 2) + 2]

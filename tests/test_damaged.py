@@ -223,3 +223,43 @@ def test_damaged_ratings_sqlite_is_reported_and_left_alone(tmp_path):
 
     report = run_stages(c, TEXT_STAGES)
     assert report.failed == 0 and db.read_bytes() == damaged
+
+
+def test_a_failed_rebuild_of_damaged_audio_is_retried_until_the_source_is_restored(tmp_path):
+    """audio.wav cut short and its source file damaged too: every run retries ingest_media, so the
+    session fails for its real cause (the media), the stage that reads audio is not run on the
+    damaged file, and once the user restores the source the next run heals the session."""
+    from emoguide.pipeline.testing import cut_clips
+    from emoguide.stages.diarize import DiarizeSettings, DiarizeStage
+    from emoguide.stages.ingest_media import ingest_media
+
+    clip = cut_clips(tmp_path / "media", n=1, seconds=4.0)[0]
+    good = clip.read_bytes()
+    c = Corpus.open(tmp_path / "c", create=True)
+    ids, summary = ingest_media(c, [clip])
+    assert summary.count("failed") == 0
+    sid = ids[0]
+    audio = c.sessions_dir / sid / "audio.wav"
+    one_speaker = DiarizeStage(DiarizeSettings(diarizer="none"))  # reads audio.wav, loads no model
+
+    cut(audio, 0.02)
+    clip.write_bytes(b"\x00" * 4096)
+    for attempt in range(2):  # the second run must not read the damaged audio.wav either
+        report = run_stages(c, [one_speaker])
+        ingest = report.summary("ingest_media")
+        assert ingest is not None and ingest.count("failed") == 1, (attempt, report.repairs)
+        assert report.summary("diarize").count("done") == 0
+        assert report.summary("diarize").count("failed") == 0  # blocked by its cause, not failed on it
+        rec = json.loads((c.sessions_dir / sid / "stages.json").read_text())
+        assert rec["ingest_media"]["status"] == "failed" and clip.name in rec["ingest_media"]["error"], rec
+        assert "diarize" not in rec or rec["diarize"]["status"] != "done"
+    assert any("ingest_media failed last time" in r for r in report.repairs), report.repairs
+
+    clip.write_bytes(good)  # the user restores the source
+    report = run_stages(c, [one_speaker])
+    assert report.failed == 0, report.summaries
+    rec = json.loads((c.sessions_dir / sid / "stages.json").read_text())
+    assert rec["ingest_media"]["status"] == "done" and rec["diarize"]["status"] == "done"
+    assert audio.read_bytes()[:4] == b"RIFF" and audio.stat().st_size > 4 * 16000  # rebuilt whole
+    again = run_stages(c, [one_speaker])  # and then nothing is left to do
+    assert again.summary("ingest_media") is None and again.summary("diarize").count("done") == 0

@@ -224,8 +224,10 @@ def test_transcribe_real_media_each_session_has_an_outcome(real_batch, backends)
     run_ids = {sid: {k: v.get("run_id") for k, v in stages(corpus, sid).items()} for sid in ("single_face", "truncated")}
     code, output = cli("transcribe", "--corpus", corpus)
     assert code == 1
-    # the damaged session still fails, naming its audio file; the others are not recomputed
-    assert "asr: 0 done, 6 skipped, 1 failed" in output and "damaged/audio.wav: not a PCM WAV" in output, output
+    # the damaged session still fails for its cause: the rebuild from the media is retried (and
+    # fails again), asr is not run on the damaged audio.wav; the others are not recomputed
+    assert "ingest_media: 0 done, 0 skipped, 1 failed" in output and "damaged.mp4: not a readable media file" in output, output
+    assert "asr: 0 done, 7 skipped, 0 failed" in output and "not a PCM WAV" not in output, output
     assert "utterances: 0 done, 7 skipped, 0 failed" in output, output
     for sid, ids in run_ids.items():
         now = stages(corpus, sid)

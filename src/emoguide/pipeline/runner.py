@@ -355,8 +355,18 @@ def _heal_stages(corpus: Corpus, ids: list[str], built: list[Stage], classes: li
         for sid in ids:
             records = records_of(sid)
             rec = records.get(cls.name)
-            if not rec or rec.get("status") != "done" or rec.get("not_applicable"):
+            if not rec or rec.get("not_applicable"):
                 continue
+            if rec.get("status") == "failed" and cls.name in REBUILDABLE_SOURCES and rec.get("error"):
+                # An ingest that failed (e.g. while rebuilding a damaged audio.wav from a source
+                # that is damaged too) is retried, so the session fails for its real cause, and
+                # heals once the user restores the source, instead of a later stage reading
+                # whatever the failed ingest left behind.
+                problem = f"{cls.name} failed last time ({rec['error']})"
+            elif rec.get("status") != "done":
+                continue
+            else:
+                problem = None
 
             def owns(art: str) -> bool:
                 """A whole table: this stage wrote what is there (the latest whole writer)."""
@@ -365,13 +375,14 @@ def _heal_stages(corpus: Corpus, ids: list[str], built: list[Stage], classes: li
                 shape = (rec.get("shapes") or {}).get(FILES[art]) or {}
                 return bool(shape.get("whole")) and _latest_whole_writer(records, rec, FILES[art])
 
-            arts = [a for a in read_arts if not rebuilt_here(a, sid) and owns(a)]
-            if not arts:
-                continue
-            probe = cls.__new__(cls)  # only its class attributes are used by output_problem
-            problem = output_problem(probe, corpus.sessions_dir / sid, rec, only=arts, records=records)
             if problem is None:
-                continue
+                arts = [a for a in read_arts if not rebuilt_here(a, sid) and owns(a)]
+                if not arts:
+                    continue
+                probe = cls.__new__(cls)  # only its class attributes are used by output_problem
+                problem = output_problem(probe, corpus.sessions_dir / sid, rec, only=arts, records=records)
+                if problem is None:
+                    continue
             if cls.name not in out:
                 recorded = (rec.get("settings") or {}).get("settings")
                 try:
