@@ -443,6 +443,11 @@ def generate(
             else:
                 pending.append((item, backend))
 
+    # Send the rows of one condition together: consecutive prompts then share the template's
+    # opening (the instructions and format hint), which llama.cpp keeps in its KV cache and does
+    # not evaluate again (about a third of a prompt). Stable: within a condition, input order.
+    pending.sort(key=lambda p: p[0].condition)
+
     for backend in backends.values():
         if backend.is_remote and any(b is backend for _, b in pending):
             console.print(
