@@ -17,6 +17,7 @@ from typing import Any, Iterable
 
 from emoguide.corpus.atomic import read_json, write_json
 from emoguide.errors import InputError
+from emoguide.files import file_key, walk_folder
 from emoguide.media.decode import AudioInfo, extract_audio_wav
 from emoguide.media.probe import MediaProbe, probe
 from emoguide.media.urls import download, is_url, looks_like_url_list
@@ -107,25 +108,11 @@ def expand_media_paths(paths_or_urls: Iterable[str | Path] | str | Path) -> list
             continue
         p = Path(item)
         if p.is_dir():
-            for f in sorted(p.rglob("*")):
-                rel = f.relative_to(p)
-                if any(part.startswith(".") for part in rel.parts):
-                    continue
-                suffix = f.suffix.lower()
-                # is_file(): FIFOs, sockets and devices inside a folder are left out (never read)
-                if f.is_file() and (suffix in MEDIA_EXTENSIONS or suffix in URL_LIST_EXTENSIONS):
-                    out.setdefault(_key(f), f)
+            for f in walk_folder(p, {*MEDIA_EXTENSIONS, *URL_LIST_EXTENSIONS}):
+                out.setdefault(file_key(f), f)
         else:
-            out.setdefault(_key(p), p)
+            out.setdefault(file_key(p), p)
     return list(out.values())
-
-
-def _key(p: Path) -> str:
-    """One key per file however it is spelled (relative, absolute, through a link)."""
-    try:
-        return str(p.resolve())
-    except OSError:  # pragma: no cover
-        return str(p)
 
 
 def is_media_path(path: str | Path) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
+from emoguide.files import file_key, walk_folder
 from emoguide.transcripts.readers import DIRECTORY_EXTENSIONS
 
 
@@ -20,24 +21,11 @@ def expand_paths(paths: Iterable[str | Path] | str | Path) -> list[Path]:
     for p in [paths] if isinstance(paths, (str, Path)) else paths:
         p = Path(p)
         if p.is_dir():
-            for f in sorted(p.rglob("*")):
-                rel = f.relative_to(p)
-                if any(part.startswith(".") for part in rel.parts):
-                    continue
-                # is_file(): FIFOs, sockets and devices inside a folder are left out (never read)
-                if f.is_file() and f.suffix.lower() in DIRECTORY_EXTENSIONS:
-                    out.setdefault(_key(f), f)
+            for f in walk_folder(p, DIRECTORY_EXTENSIONS):
+                out.setdefault(file_key(f), f)
         else:
-            out.setdefault(_key(p), p)
+            out.setdefault(file_key(p), p)
     return list(out.values())
-
-
-def _key(p: Path) -> str:
-    """One key per file however it is spelled (relative, absolute, through a link)."""
-    try:
-        return str(p.resolve())
-    except OSError:  # pragma: no cover
-        return str(p)
 
 
 def same_file(a: str | Path | None, b: Path) -> bool:
