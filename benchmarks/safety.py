@@ -14,9 +14,10 @@ and what it adds to the demo.
    - the development set (tests/data/risk_dev.csv, 320 statements) as sessions of 8 rows: the
      worst case, since every statement is risk-laden or a hard negative and is embedded;
    - the development set as independent statements (no context).
-   With `--before REV` (default: the commit before the speed work) the same workloads run on
-   that revision's `src/` (extracted with `git archive` into a temporary directory), in the same
-   run, alternating with the working tree, and the figures are printed side by side.
+   With `--before REV` (default: HEAD, the last commit) the same workloads run on that
+   revision's `src/` (extracted with `git archive` into a temporary directory), in the same run,
+   one after the other, and the figures are printed side by side. Also counted (outside the
+   timing): the word pieces embedded per real-talk utterance, which the rate follows.
 2. Accuracy, before and after (unless --no-accuracy): recall, false-positive rate and per-category
    recall on the development test part, and the share of the 2,502 AnnoMI report-part client
    utterances flagged. Nothing is fitted here.
@@ -44,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEV = ROOT / "tests" / "data" / "risk_dev.csv"
 OUT = ROOT / "benchmarks" / "results" / "safety.txt"
 ANNOMI = Path(os.environ.get("EMOGUIDE_ANNOMI", "/work/shared/data/annomi/AnnoMI-full.csv"))
-BEFORE_DEFAULT = "e491308"  # risk-v2 before the speed work (issue 12)
+BEFORE_DEFAULT = "HEAD"  # the committed screen, against the working tree
 
 STAGE_SNIPPET = r"""
 import os, sys, tempfile, time
@@ -141,6 +142,18 @@ def worker(out: Path, repeat: int, accuracy: bool) -> None:
     n_tok = sum(len(e.ids) for e in emb._tokenizer.encode_batch(texts)) if emb.backend == "onnx" else None
     rs = [_timed(lambda: emb._encode_onnx(texts) if emb.backend == "onnx" else emb._encode_torch(texts)) for _ in range(repeat)]
     res["model_ms_per_token"] = None if n_tok is None else 1000 * min(r[1] for r in rs) / n_tok
+    if "annomi" in workloads and emb.backend == "onnx":  # word pieces embedded per real-talk utterance (not timed)
+        counted = [0]
+        plain = emb._encode_onnx
+
+        def counting(batch):
+            counted[0] += sum(emb.n_tokens(batch))
+            return plain(batch)
+
+        emb._encode_onnx = counting
+        safety.screen_utterances(workloads["annomi"], screen=screen)
+        emb._encode_onnx = plain
+        res["annomi_pieces_per_utt"] = counted[0] / len(workloads["annomi"])
     out.write_text(json.dumps(res, default=lambda o: o.item() if isinstance(o, np.generic) else str(o)), encoding="utf-8")
 
 
@@ -208,7 +221,8 @@ def main() -> int:
         for label, src in order:
             results[label] = _run_worker(src, args.repeat, not args.no_accuracy, args.cores)
     cols = list(results)
-    heads = {"before": f"before ({args.before})", "after": "after (working tree)"}
+    rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", args.before], capture_output=True, text=True).stdout.strip()
+    heads = {"before": f"before ({args.before}{' ' + rev if rev and rev != args.before else ''})", "after": "after (working tree)"}
     say(" | ".join(["workload"] + [heads[c] for c in cols]))
     for key, label in LABELS.items():
         cells = []
@@ -218,6 +232,8 @@ def main() -> int:
         say(" | ".join([label] + cells))
     say(" | ".join(["embedding model alone, CPU ms per token"] + [
         "-" if results[c].get("model_ms_per_token") is None else f"{results[c]['model_ms_per_token']:.2f}" for c in cols]))
+    say(" | ".join(["real talk: word pieces embedded per utterance"] + [
+        "-" if results[c].get("annomi_pieces_per_utt") is None else f"{results[c]['annomi_pieces_per_utt']:.1f}" for c in cols]))
     say(" | ".join(["model + bank load, s"] + [f"{results[c]['load_s']:.2f}" for c in cols]))
     if "annomi_gate_share" in results[cols[-1]]:
         say(f"AnnoMI utterances that pass the gate: {results[cols[-1]]['annomi_gate_share']:.0%}")

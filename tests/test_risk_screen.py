@@ -314,3 +314,80 @@ def test_cli_screen_transcript_and_missing_model(tmp_path, monkeypatch):
     res = runner.invoke(_app(), ["screen", "--text", "I want to die", "--model-dir", str(tmp_path / "gone")])
     assert res.exit_code == 0
     assert "semantic layer unavailable" in res.output and "lexical-only" in res.output
+
+
+def test_long_utterances_are_read_unit_by_unit(screen):
+    """A risk sentence deep in a long ordinary turn (the 6th sentence: the old reading looked at
+    the first 4 and the diluted whole) and a risk clause in a run-on with no full stop are
+    caught; the long turns themselves are not embedded whole, and a long ordinary turn is not
+    flagged."""
+    filler = ("We went to the shops on Saturday. The kids wanted pizza again. My mother phoned twice about the car. "
+              "Work has been busy with the new system. The weather was nice for once. ")
+    deep = filler + "I have pills saved up in case it gets too bad. Anyway, that's my week."
+    runon = ("Yeah, so we had the whole family over, you know, my brother and his kids and my mum, and it was loud, "
+             "and honestly, I keep thinking everyone would be better off without me, and then, uh, we cleared up and "
+             "watched a film and went to bed and that was the weekend really.")  # risk-v2 2.0.0 read it whole: 0.014, missed
+    ordinary = filler + "Next week we might go to the coast if the car is fixed."
+    rs = screen.screen_many([deep, runon, ordinary])
+    assert rs[0].flag and "suicide" in rs[0].categories and any(e.startswith("bank ") for e in rs[0].evidence)
+    assert rs[1].flag and "suicide" in rs[1].categories
+    assert not rs[2].flag
+    for t in (deep, runon, ordinary):
+        assert t not in screen.embedder._cache  # read by its units, never as a whole
+    assert "I have pills saved up in case it gets too bad." in screen.embedder._cache
+
+
+def test_long_reply_is_read_with_context_by_its_opening(screen):
+    prev = "I think about ending it."
+    reply = ("Yes. I have a plan now. I've thought about it a lot over the last few weeks, when the house is quiet, "
+             "and there isn't really anything anyone could say about it that would change what I think.")
+    r = screen.screen(reply, previous=prev)
+    assert r.flag and r.context_used and r.level == "high", r
+    assert not screen.screen(reply, previous="I want to redo the garden this spring.").context_used
+
+
+def _linked_model(tmp_path: Path, broken_config: bool = False) -> Path:
+    """A model directory of links to the packaged model's files (a cache key of its own)."""
+    from emoguide.risk.embed import default_model_path
+
+    src, dst = default_model_path(), tmp_path / "model"
+    dst.mkdir()
+    for p in src.iterdir():
+        if broken_config and p.name == "config.json":
+            (dst / p.name).write_text("{not json")
+        else:
+            (dst / p.name).symlink_to(p)
+    return dst
+
+
+def test_corrupt_cached_export_is_rebuilt(tmp_path, monkeypatch):
+    """A damaged ONNX export in the cache (truncated, overwritten) is exported again from the
+    packaged model (needs torch; about 10 s) and the screen runs on the rebuilt file."""
+    from emoguide.risk.embed import onnx_cache_path
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    model = _linked_model(tmp_path)
+    target = onnx_cache_path(model)
+    assert str(target).startswith(str(tmp_path))
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"\x08\x07 this is not an onnx model")
+    s = RiskScreen(model_path=model, strict=True)
+    assert target.stat().st_size > 10_000_000  # the real export replaced the damaged file
+    assert s.screen("I want to kill myself.").flag and not s.screen("We went to the shops.").flag
+
+
+def test_corrupt_cached_export_that_cannot_be_rebuilt_is_a_clear_error(tmp_path, monkeypatch):
+    from emoguide.risk.embed import onnx_cache_path
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    model = _linked_model(tmp_path, broken_config=True)  # the export needs the config: it fails too
+    target = onnx_cache_path(model)
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"truncated")
+    with pytest.raises(RiskModelError, match="cannot load the exported model") as info:
+        RiskScreen(model_path=model, strict=True)
+    assert str(target) in str(info.value) and "exporting it again failed" in str(info.value)
+    s = RiskScreen(model_path=model)
+    assert s.lexical_only and str(target) in s.semantic_error
+    r = s.screen("I want to kill myself.")
+    assert r.flag and r.score is None and r.screen.endswith("/lexical-only")

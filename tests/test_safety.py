@@ -309,3 +309,80 @@ def test_plan_batches_covers_every_text_and_pads_less_than_fixed_batches():
     assert cost(lengths, batches) < 0.8 * cost(lengths, fixed)
     assert cost([10] * 100, plan_batches([10] * 100, 32)) == 10 * 100 + 4 * 4  # equal lengths: the fewest batches
     assert plan_batches([], 32) == []
+
+
+def _corpus_texts() -> list[str]:
+    """Statements of the repo's own data (development set, conversational negatives, bank)."""
+    import pathlib
+
+    from emoguide.risk.bank import load_bank
+
+    data = pathlib.Path(__file__).parent / "data"
+    dev = pd.read_csv(data / "risk_dev.csv", dtype=str, keep_default_na=False)
+    neg = pd.read_csv(data / "risk_conversational_negatives.csv", dtype=str, keep_default_na=False)
+    return list(dev["text"]) + [c for c in dev["context"] if c] + list(neg["text"]) + load_bank().texts
+
+
+def test_first_char_alternation_matches_where_the_plain_alternation_does():
+    """The grouped alternation (the gate's vocabulary, the lexical shortcut) must find a match in
+    exactly the texts the plain one does, at the same start, including alternatives that cannot
+    be grouped by a first letter (a top-level `|`, an optional first letter, a leading group or
+    escape)."""
+    import re
+
+    from emoguide.risk import gate
+    from emoguide.safety import first_char_alternation
+
+    tricky = [r"kill(?:ing)?\s+him|stab", r"s?he\s+hurts", r"(?:i'?m|i\s+am)\s+done", r"\bod\b", r"\w*gun", r"[a-c]at\b",
+              r"a\|b", r"x*ray", r"K(?=nife)\w+"]
+    texts = _corpus_texts() + ["she hurts", "he hurts", "I'm done", "an od", "a shotgun", "cat bat", "a|b", "ray", "Knife",
+                               "stab", "killing him", "KILL HIM", ""]
+    for alts in (tricky, gate._VOCAB, gate._CUES):
+        plain = re.compile(r"\b(?:" + "|".join(alts) + ")", re.I)
+        grouped = re.compile(r"\b(?:" + first_char_alternation(alts) + ")", re.I)
+        for t in texts:
+            a, b = plain.search(t), grouped.search(t)
+            assert (a is None) == (b is None) and (a is None or a.start() == b.start()), (t, a, b)
+    assert gate.RISK_VOCAB_RE.pattern != r"\b(?:" + "|".join(gate._VOCAB) + ")"  # the grouped form is the one in use
+
+
+def test_gate_words_narrowed_on_real_talk_keep_every_risk_statement():
+    """Four gate words were narrowed on the AnnoMI fit part ("harmony", "heart attack", "high
+    school", "around" alone); every risk statement of the bank and of the development fit part
+    (read alone) still passes the gate."""
+    import pathlib
+
+    from emoguide.risk.bank import load_bank
+    from emoguide.risk.gate import may_carry_risk
+
+    for benign in ("We sang in harmony at church.", "My dad had a heart attack last year.", "I stopped in high school.",
+                   "I try not to smoke around him."):
+        assert not may_carry_risk(benign), benign
+    for risky in ("I want to harm myself.", "I could attack him when he gets home.", "Somewhere high enough to jump.",
+                  "I won't be around much longer.", "They'd be happier without me around."):
+        assert may_carry_risk(risky), risky
+    dev = pd.read_csv(pathlib.Path(__file__).parent / "data" / "risk_dev.csv", dtype=str, keep_default_na=False)
+    alone = (dev["split"] == "fit") & (dev["risk"] == "1") & (dev["context"] == "")  # context rows carry no risk word alone, by design
+    risk = list(dev[alone]["text"]) + [e.text for e in load_bank().entries if e.positive]
+    assert len(risk) > 250
+    assert [t for t in risk if not may_carry_risk(t)] == []
+
+
+def test_reading_units_of_long_utterances():
+    from emoguide.risk.screen import CLAUSE_MAX_WORDS, reading_units
+
+    short = "I used to cut. Not anymore."
+    assert reading_units(short) == [short]  # a short utterance is one statement
+    long = ("We talked about the garden and the kids and the school run this morning. "
+            "I have pills saved up in case it gets too bad. Anyway, the weather has been nice.")
+    assert reading_units(long) == [
+        "We talked about the garden and the kids and the school run this morning.",
+        "I have pills saved up in case it gets too bad.", "Anyway, the weather has been nice."]
+    one = "well you know I have been going to the gym and eating better and sleeping more and all of that is good for me I think"
+    assert reading_units(one) == [one]  # one long sentence with no clause marks stays whole
+    runon = ("Yeah, that'd be okay, you know, I'm not so certain I'm even gonna take the medicine cause, you know, he mentioned "
+             "muscle weakness, uh, and then my wife said, well, you should ask him about it, and I did -- he said it is rare, "
+             "so I guess I'll try it for a month and see how it goes.")
+    units = reading_units(runon)
+    assert len(units) > 1 and all(len(u.split()) <= CLAUSE_MAX_WORDS for u in units)
+    assert " ".join(units).split() == runon.split()  # consecutive pieces: nothing lost, nothing reordered

@@ -60,6 +60,18 @@ def cache_dir() -> Path:
     return Path(base) / "emoguide" / "risk"
 
 
+def onnx_cache_path(model_dir: str | Path) -> Path:
+    """Where the ONNX export of the model in `model_dir` is cached (the key names the weights
+    file, its size and time, and the directory, so a changed model is exported again)."""
+    model_dir = Path(model_dir)
+    weight = next((model_dir / p for p in ("model.safetensors", "pytorch_model.bin") if (model_dir / p).is_file()), None)
+    if weight is None:
+        raise RiskModelError(f"{model_dir}: no model.safetensors or pytorch_model.bin in the model directory")
+    identity = f"{MODEL_NAME}|{weight.name}|{weight.stat().st_size}"
+    key = hashlib.sha256(f"{identity}|{weight.stat().st_mtime_ns}|{model_dir.resolve()}|v1".encode()).hexdigest()[:16]
+    return cache_dir() / f"{MODEL_NAME}-{key}.onnx"
+
+
 class Embedder:
     """Batched, L2-normalised sentence embeddings (float32, 384 dimensions)."""
 
@@ -107,7 +119,16 @@ class Embedder:
         if self.backend == "onnx":
             self.onnx_path = self._onnx_file()  # first: a broken model directory fails here, naming the model
             self._tokenizer = self._load_tokenizer()
-            self._session = self._load_session(self.onnx_path, threads)
+            try:
+                self._session = self._load_session(self.onnx_path, threads)
+            except RiskModelError as exc:
+                # a cached export that does not load (truncated by a full disk, damaged): exported
+                # again from the packaged model, once; if that fails too, the error names both
+                try:
+                    export_onnx(self.path, self.onnx_path)
+                except RiskModelError as again:
+                    raise RiskModelError(f"{exc}; exporting it again failed: {again}") from again
+                self._session = self._load_session(self.onnx_path, threads)
         else:
             self._model = self._load_sentence_transformer()
 
@@ -130,8 +151,7 @@ class Embedder:
         return tok
 
     def _onnx_file(self) -> Path:
-        key = hashlib.sha256(f"{self.identity}|{self._weight.stat().st_mtime_ns}|{self.path.resolve()}|v1".encode()).hexdigest()[:16]
-        target = cache_dir() / f"{MODEL_NAME}-{key}.onnx"
+        target = onnx_cache_path(self.path)
         if not target.is_file():
             export_onnx(self.path, target)
         return target
@@ -147,9 +167,7 @@ class Embedder:
         try:
             return ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001
-            raise RiskModelError(
-                f"{onnx_path}: cannot load the exported model ({type(exc).__name__}: {exc}); delete the file to export it again"
-            ) from exc
+            raise RiskModelError(f"{onnx_path}: cannot load the exported model ({type(exc).__name__}: {str(exc)[:300]})") from exc
 
     def _load_sentence_transformer(self):
         try:

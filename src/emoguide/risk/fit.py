@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -37,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from emoguide.errors import InputError
-from emoguide.risk.screen import FEATURES, RiskScreen, _load_classifier, segments, write_shipped_embeddings
+from emoguide.risk.screen import FEATURES, SEGMENT_MIN_WORDS, RiskScreen, _load_classifier, write_shipped_embeddings
 
 DEV_COLUMNS = ("id", "split", "text", "context", "risk", "category", "type", "level", "rule")
 TARGET_RECALL = 0.975
@@ -61,6 +62,22 @@ def read_negatives(path: str | Path) -> pd.DataFrame:
         raise InputError(path, "every row needs split fit or test and a rule")
     return df
 PROBE_INDEX = FEATURES.index("probe")
+_SENTENCE_RE = re.compile(r"(?<=[.!?])\s+")
+_WORDS_RE = re.compile(r"[A-Za-z']+")
+
+
+def segments(text: str, max_segments: int = 4) -> list[str]:
+    """The AnnoMI texts the shipped classifier was fitted on: each utterance, and a long one's
+    first sentences. (Since risk-v2 2.1.0 the screen reads a long utterance by
+    `screen.reading_units`, only the units that pass the gate; a refit on the utterances and their
+    reading units gave the same development figures and one more AnnoMI fit-part flag, with a
+    worse cross-validated false-positive rate, so model.json was kept: docs/safety.md.)"""
+    if len(_WORDS_RE.findall(text)) < SEGMENT_MIN_WORDS:
+        return [text]
+    parts = [p.strip() for p in _SENTENCE_RE.split(text) if p and len(_WORDS_RE.findall(p)) >= 2]
+    if len(parts) <= 1:
+        return [text]
+    return [text] + parts[:max_segments]
 
 
 def read_dev(path: str | Path) -> pd.DataFrame:

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import re
 
+from emoguide.safety import first_char_alternation
+
 # Stems are matched at a word start; "kill" covers killing/killed/killer, "die" is spelled out so
 # "diet" stays out. Multi-word entries tolerate any run of spaces.
 _VOCAB = [
@@ -44,7 +46,7 @@ _VOCAB = [
     # bank or the development set leans on them)
     r"pill", r"tablet", r"meds\b", r"medication", r"overdos", r"\bod\b", r"paracetamol", r"painkiller", r"sleeping\s+pills",
     r"poison", r"bleach", r"gas\b", r"fumes", r"exhaust", r"bridge", r"roof", r"ledge", r"cliff", r"edge\b", r"jump",
-    r"fall\b", r"high\b", r"tall\b", r"building", r"floor\b", r"rope", r"hang(?!\s+(?:out|around|on|in)\b)", r"noose", r"belt\b", r"strangl", r"chok",
+    r"fall\b", r"high\b(?!\s+school)", r"tall\b", r"building", r"floor\b", r"rope", r"hang(?!\s+(?:out|around|on|in)\b)", r"noose", r"belt\b", r"strangl", r"chok",
     r"suffocat", r"smother", r"drown", r"crash", r"steer", r"into\s+a\s+(?:wall|tree|lorry|truck)", r"gun", r"shoot", r"shot\b",
     r"rifle", r"weapon", r"firearm", r"bullet", r"knife", r"knives", r"blade", r"razor", r"sharp", r"cut(?!\s+(?:down|back)\b)", r"slit", r"wrist",
     r"vein", r"bleed", r"blood", r"burn", r"scar(?!e|y|i)", r"scratch", r"bruis", r"wound", r"stockpil", r"sav(?:e|ed|ing)\s+up",
@@ -53,16 +55,16 @@ _VOCAB = [
     r"gave\b[^.!?]{0,40}?\b(?:things|stuff|belongings|away)\b", r"last\s+time", r"do\s+it\b", r"doing\s+it\b", r"done\s+it\b",
     r"go\s+through\s+with", r"went\s+through\s+with", r"how\s+(?:i'?d|i\s+would|to)\s+do", r"how\s+many",
     # self-injury, pain
-    r"myself", r"hurt", r"harm", r"injur", r"pain", r"suffer", r"agony", r"unbearable", r"punish", r"starv", r"punch",
+    r"myself", r"hurt", r"harm(?!on|less)", r"injur", r"pain", r"suffer", r"agony", r"unbearable", r"punish", r"starv", r"punch",
     r"hit\s+(?:myself|my\s+head|the\s+wall|walls)", r"bang", r"skin\b", r"thigh", r"numb\b", r"empty\b", r"worthless",
     # harm to others
     r"pay\b", r"paid\b", r"revenge", r"get\s+back\s+at", r"get\s+even", r"lesson", r"be\s+sorry", r"regret\s+it", r"beat",
-    r"smash", r"stab", r"attack", r"violen", r"rage", r"snap", r"lose\s+it", r"lost\s+it", r"fist", r"throat", r"neck\b",
+    r"smash", r"stab", r"(?<!heart )(?<!panic )(?<!asthma )attack", r"violen", r"rage", r"snap", r"lose\s+it", r"lost\s+it", r"fist", r"throat", r"neck\b",
     r"batter", r"destroy", r"ruin", r"wait(?:ing)?\s+for\s+(?:him|her|them)", r"where\s+(?:he|she|they)\s+(?:live|work|stay|go)",
     r"know\s+where", r"find\s+(?:him|her|them)", r"follow", r"blow\s+up", r"bomb", r"fire\b", r"arson", r"shake\s+(?:the\s+)?baby",
     r"kick", r"strike", r"threat", r"teach\s+(?:him|her|them)", r"(?:him|her|them)\s+suffer", r"get\s+(?:him|her|them)\b",
     # found by checking the bank and the development fit part (not its test part)
-    r"pray", r"god\b", r"take\s+me\b", r"much\s+longer", r"around\b", r"surviv", r"sea\b", r"river", r"woods", r"spot\b",
+    r"pray", r"god\b", r"take\s+me\b", r"much\s+longer", r"be\s+around\b", r"(?:me|us)\s+around\b", r"surviv", r"sea\b", r"river", r"woods", r"spot\b",
     r"com(?:e|ing)\s+back", r"bottle", r"take\s+(?:all|every|the\s+lot|them|a\s+whole|the\s+whole)", r"act\s+on", r"homicid",
     r"date\b", r"timing", r"find(?:s)?\s+me\b", r"found\s+(?:me|out\s+where|out\s+her|out\s+his)", r"looked\s+after",
     r"in\s+order\b", r"password", r"just\s+in\s+case", r"hide", r"hiding", r"marks\b", r"sleeve", r"hair\b", r"bald",
@@ -76,7 +78,9 @@ _VOCAB = [
     r"hope\s+(?:i|it)\s+(?:don'?t|never|won'?t|just)", r"what\s+(?:would|will)\s+happen\s+if", r"wonder(?:ed|ing)?\s+(?:what|if|how)",
     r"remember\s+me", r"quarry", r"heights?\b", r"motorway", r"drive\s+(?:off|up\s+to|into)", r"cliffs?", r"lake\b", r"forums?",
 ]
-RISK_VOCAB_RE = re.compile(r"\b(?:" + "|".join(_VOCAB) + ")", re.I)
+
+
+RISK_VOCAB_RE = re.compile(r"\b(?:" + first_char_alternation(_VOCAB) + ")", re.I)
 
 # plan / intent / method / time cues: an utterance with one may take context whatever its length
 _CUES = [
@@ -87,7 +91,7 @@ _CUES = [
     r"worked\s+(?:it\s+)?out", r"sorted", r"when\s+(?:everyone|nobody|they|he|she)", r"there\b", r"how\b", r"when\b",
     r"already",
 ] + _VOCAB
-CUE_RE = re.compile(r"\b(?:" + "|".join(_CUES) + ")", re.I)
+CUE_RE = re.compile(r"\b(?:" + first_char_alternation(_CUES) + ")", re.I)
 
 _BACKCHANNEL_WORDS = frozenset(
     "yeah yes yep yup yea ya no nope nah okay ok k alright right sure mm mhm mm-hmm hmm uh-huh uh um er ah oh huh wow "

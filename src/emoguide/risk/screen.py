@@ -3,14 +3,16 @@
 Layers, per utterance:
 
 1. lexical: the lexical-v1 term list (emoguide.safety); its hits are features and evidence;
-2. semantic: the utterance (and each of its clauses) embedded with all-MiniLM-L6-v2 and compared
-   with the bank of risk expressions and hard negatives (bank.toml);
+2. semantic: the utterance embedded with all-MiniLM-L6-v2 and compared with the bank of risk
+   expressions and hard negatives (bank.toml); a long utterance is read unit by unit instead
+   (`reading_units`: its sentences, a run-on cut at its commas), only the units that pass the gate;
 3. classifier: a logistic regression over a handful of similarity and lexical features
    (model.json, fitted by emoguide.risk.fit on the fit part of tests/data/risk_dev.csv only);
    it gives `risk_score`, the flag is `score >= threshold`;
 4. context: where a previous patient utterance is known and the pair can change the reading (the
-   previous one carries some risk, or this one is a short flagged reply), the pair is read
-   together and that reading is kept when it adds risk the previous utterance alone did not carry;
+   previous one carries some risk, or this one is a short flagged reply), the pair (the previous
+   utterance's risk-bearing part, then this one's opening) is read together and that reading is
+   kept when it adds risk the previous utterance alone did not carry;
 5. optional LLM layer (emoguide.risk.llm): may raise a flag or a level, never clears one.
 
 When the embedding model cannot be loaded the screen says why (`semantic_error`) and runs the
@@ -33,7 +35,7 @@ import numpy as np
 
 from emoguide.risk.bank import CATEGORIES, LEVELS, Bank, load_bank
 from emoguide.risk.embed import Embedder, RiskModelError, cache_dir
-from emoguide.risk.gate import may_carry_risk, may_take_context
+from emoguide.risk.gate import RISK_VOCAB_RE, may_carry_risk, may_take_context
 
 SCREEN_ID = "risk-v2"
 FEATURES: tuple[str, ...] = (
@@ -57,19 +59,45 @@ KNN_TEMPERATURE = 0.05
 
 _SEGMENT_RE = re.compile(r"(?<=[.!?])\s+")
 SEGMENT_MIN_WORDS = 16
+LONG_MAX_UNITS = 32  # sentences (or clause pieces) of a long utterance read at most
+CLAUSE_MAX_WORDS = 32  # pieces of a cut sentence: at most this many words
+CLAUSE_CUT_ABOVE = 40  # a sentence of more words is cut at its commas and dashes
 _WORD_RE = re.compile(r"[A-Za-z']+")
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u2032": "'"})
 
 
-def segments(text: str, max_segments: int = 4) -> list[str]:
-    """The utterance, then its sentences when it is long (a risk sentence is diluted among many).
-    Short utterances stay whole, so "I used to cut. Not anymore." is read as one statement."""
+_CLAUSE_RE = re.compile(r"(?<=[,;:])\s+|(?<=--)(?!-)\s*|(?<=[\u2014\u2013])\s*|(?<=\s-)\s+")  # after the mark: it stays with its clause
+
+
+def reading_units(text: str, max_units: int = LONG_MAX_UNITS) -> list[str]:
+    """What a long utterance is read as: its sentences, and a run-on sentence of more than
+    CLAUSE_CUT_ABOVE words (transcribed speech often has no full stops) cut at its commas,
+    semicolons and dashes into consecutive pieces of at most CLAUSE_MAX_WORDS words (a clause
+    with no such mark stays whole). A short utterance (under SEGMENT_MIN_WORDS words) is one
+    unit, so "I used to cut. Not anymore." is read as one statement; a unit needs 2 words, and
+    an utterance that gives fewer than two units is read whole."""
     if len(_WORD_RE.findall(text)) < SEGMENT_MIN_WORDS:
         return [text]
-    parts = [p.strip() for p in _SEGMENT_RE.split(text) if p and len(_WORD_RE.findall(p)) >= 2]
-    if len(parts) <= 1:
-        return [text]
-    return [text] + parts[:max_segments]
+    units: list[str] = []
+    for sent in _SEGMENT_RE.split(text):
+        sent = sent.strip()
+        if len(_WORD_RE.findall(sent)) < 2:
+            continue
+        if len(sent.split()) <= CLAUSE_CUT_ABOVE:
+            units.append(sent)
+            continue
+        piece: list[str] = []
+        for clause in _CLAUSE_RE.split(sent):
+            k = len(clause.split())
+            if piece and len(" ".join(piece).split()) + k > CLAUSE_MAX_WORDS:
+                units.append(" ".join(piece))
+                piece = []
+            if clause.strip():
+                piece.append(clause.strip())
+        if piece:
+            units.append(" ".join(piece))
+    units = [u for u in units if len(_WORD_RE.findall(u)) >= 2][:max_units]
+    return units if len(units) > 1 else [text]
 
 
 @dataclass
@@ -338,6 +366,20 @@ class RiskScreen:
         """The cheap first stage (emoguide.risk.gate): worth embedding? Any lexical hit passes too."""
         return not self.use_gate or may_carry_risk(text) or bool(self._lex(text).detections)
 
+    def _parts(self, text: str) -> list[str] | None:
+        """What of a gate-passing utterance is embedded: the utterance itself when it is short; a
+        long one unit by unit (`reading_units`: sentences, run-ons cut at clause marks), only
+        the units that pass the gate. When none does, the whole is embedded if a risk word or
+        term crosses the units' bounds, and nothing (None: gated) if the whole passed only by
+        an intention and a time that sit in different units (plans-to-change talk, not a plan)."""
+        units = reading_units(text)
+        if len(units) == 1:
+            return units
+        keep = [x for x in units if self._passes_gate(x)]
+        if keep:
+            return keep
+        return [text] if (RISK_VOCAB_RE.search(text.replace("\u2019", "'")) or self._lex(text).detections) else None
+
     def _gated(self, text: str) -> RiskReading:
         return RiskReading(False, "none", [], 0.0, [f"term: {t}" for t in self._lex(text).terms], self.id,
                            list(self._lex(text).terms), gated=True)
@@ -349,8 +391,7 @@ class RiskScreen:
         for t in clean + prevs:
             if t is not None and t not in unique:
                 if self._passes_gate(t):
-                    segs = segments(t)
-                    unique[t] = segs[:1] + [x for x in segs[1:] if self._passes_gate(x)]
+                    unique[t] = self._parts(t)
                 else:
                     unique[t] = None
         flat = sorted({x for segs in unique.values() if segs for x in segs})
@@ -364,9 +405,11 @@ class RiskScreen:
         gate = float(self.classifier.get("context_gate", 0.5)) * float(self.classifier["threshold"])
         pairs = {}
         for i, (t, p) in enumerate(zip(clean, prevs)):
-            if t is None or p is None or p == t or not may_take_context(t):
+            if t is None or p is None or p == t:
                 continue
             own, before = readings[t], readings[p]
+            if not (own.flag or (before.score or 0) >= gate) or not may_take_context(t):
+                continue  # (the cheap test first: most previous utterances carry no risk at all)
             # the pair is read only where it can change the reading: the previous utterance carries
             # some risk (it may raise this one), or this one is flagged, short and ambiguous after
             # an ordinary one (it may clear it); a pair of two ordinary utterances is never embedded
@@ -374,15 +417,22 @@ class RiskScreen:
             if own.flag and own.level == "high" and not clears:
                 continue  # already flagged at the top level: the pair could change nothing
             if (before.score or 0) >= gate or clears:
-                pairs[i] = f"{_context_part(p, unique.get(p), feats)} {t}"
+                pairs[i] = f"{_context_part(p, unique.get(p), feats)} {_opening(t)}"
         if pairs:
-            joint = sorted(set(pairs.values()) | {clean[i] for i in pairs if clean[i] not in feats})
+            joint = sorted(set(pairs.values()))
             jfeat = dict(zip(joint, self._features(joint)))
+            # the current utterance alone ("what kind of risk is it") matters only where the pair
+            # is flagged: a gated-out utterance is embedded for that, and only then
+            thr = float(self.classifier["threshold"])
+            alone = sorted({_opening(clean[i]) for i, pair in pairs.items() if unique.get(clean[i]) is None and jfeat[pair].prob >= thr})
+            jfeat.update(zip(alone, self._features(alone)))
             delta = float(self.classifier.get("context_delta", 0.0))
             for i, pair in pairs.items():
                 t, p = clean[i], prevs[i]
                 own, before = out[i], readings[p]
-                r = self._reading(pair, [jfeat[pair]], self._lex(t), own=feats.get(t) or jfeat[t])
+                segs = unique.get(t)
+                own_row = feats.get(t) or (max((feats[x] for x in segs), key=lambda f: f.prob) if segs else jfeat.get(_opening(t)))
+                r = self._reading(pair, [jfeat[pair]], self._lex(t), own=own_row)
                 adds = r.max_pos > before.max_pos + delta or LEVELS.index(r.level or "none") > LEVELS.index(before.level or "none")
                 if r.flag and adds and (not own.flag or LEVELS.index(r.level or "none") > LEVELS.index(own.level or "none")):
                     # only where the pair changes the reading: a flag, or a higher level
@@ -404,6 +454,7 @@ class RiskScreen:
 
 
 AMBIGUOUS_MAX_WORDS = 6
+OPENING_MAX_WORDS = 24
 CONTEXT_MAX_WORDS = 40  # of the previous utterance read with the current one: its end, so the pair is never cut before the current one
 
 
@@ -413,10 +464,32 @@ def _context_part(previous: str, segs: list[str] | None, feats: dict[str, _Row])
     CONTEXT_MAX_WORDS words. A long previous turn would otherwise fill the pair and be cut off by
     the tokenizer before the current utterance."""
     part = previous
-    if segs and len(segs) > 1:
+    if segs and segs != [previous]:
         part = max(segs, key=lambda x: feats[x].prob if x in feats else -1.0)
     ws = part.split()
     return part if len(ws) <= CONTEXT_MAX_WORDS else " ".join(ws[-CONTEXT_MAX_WORDS:])
+
+
+def _opening(text: str) -> str:
+    """What of the current utterance is read with the previous one: all of it when it is short;
+    of a long one (SEGMENT_MIN_WORDS words, several sentences), its opening sentences up to
+    OPENING_MAX_WORDS words (at least the first sentence, cut there). The opening is what answers
+    the turn before ("Yes. I have been thinking about it."); its later sentences are read alone."""
+    if len(_WORD_RE.findall(text)) < SEGMENT_MIN_WORDS or OPENING_MAX_WORDS <= 0:
+        return text
+    sentences = [p.strip() for p in _SEGMENT_RE.split(text) if p and p.strip()]
+    if len(sentences) <= 1:
+        return text
+    out: list[str] = []
+    n = 0
+    for sent in sentences:
+        k = len(sent.split())
+        if out and n + k > OPENING_MAX_WORDS:
+            break
+        out.append(sent)
+        n += k
+    ws = " ".join(out).split()
+    return " ".join(ws[:OPENING_MAX_WORDS])
 
 
 def _ambiguous(text: str, reading: RiskReading) -> bool:
