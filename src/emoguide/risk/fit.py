@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -38,6 +37,8 @@ import numpy as np
 import pandas as pd
 
 from emoguide.errors import InputError
+from emoguide.risk.screen import _SEGMENT_RE as _SENTENCE_RE
+from emoguide.risk.screen import _WORD_RE as _WORDS_RE
 from emoguide.risk.screen import FEATURES, SEGMENT_MIN_WORDS, RiskScreen, _load_classifier, write_shipped_embeddings
 
 DEV_COLUMNS = ("id", "split", "text", "context", "risk", "category", "type", "level", "rule")
@@ -62,8 +63,6 @@ def read_negatives(path: str | Path) -> pd.DataFrame:
         raise InputError(path, "every row needs split fit or test and a rule")
     return df
 PROBE_INDEX = FEATURES.index("probe")
-_SENTENCE_RE = re.compile(r"(?<=[.!?])\s+")
-_WORDS_RE = re.compile(r"[A-Za-z']+")
 
 
 def segments(text: str, max_segments: int = 4) -> list[str]:
