@@ -65,6 +65,7 @@ import pandas as pd
 HERE = Path(__file__).resolve().parent
 DEFAULT_VIDEO = HERE.parents[1] / "shared/data/media/WolfgangLanger_Pexels.mp4"
 PAPER_HOURS, PAPER_GPU_HOURS = 163.0, 25.0  # Appendix E
+ALIGN_LANDMARKS = ["onet"]  # FaceSettings.align_landmarks for every run (--align-landmarks)
 
 
 class Tee(io.TextIOBase):
@@ -158,7 +159,10 @@ class ConfigRun:
     t_emotion: float = 0.0
     t_assign: float = 0.0
     mode: str = ""
-    utts: pd.DataFrame | None = field(default=None, repr=False)
+    utts: pd.DataFrame | None = field(default=None, repr=False)  # under the default crop mode (aligned)
+    by_crop: dict = field(default_factory=dict, repr=False)  # crop mode -> utterance table
+    faces: pd.DataFrame | None = field(default=None, repr=False)
+    rows_by_crop: dict = field(default_factory=dict, repr=False)  # crop mode -> per-row predictions
 
     @property
     def total(self) -> float:
@@ -170,18 +174,24 @@ class ConfigRun:
 
 
 def run_config(video: Path, detector_name: str, fps: float, end_s: float, utts: pd.DataFrame, backend,
-               detectors: dict) -> ConfigRun:
+               detectors: dict, crop_modes=("aligned", "box")) -> ConfigRun:
+    """Detect + track once, then face emotion + speakers + per-utterance means under each crop
+    mode (the first is timed: it is the default path's)."""
     from emoguide.vision.face_affect_stage import aggregate_utterances, predict_faces
     from emoguide.vision.faces_stage import FaceSettings, track_video
     from emoguide.vision.speakers import SpeakerSettings, apply_assignments, assign_speakers
 
-    settings = FaceSettings(detector=detector_name, fps=fps)
+    settings = FaceSettings(detector=detector_name, fps=fps, align_landmarks=ALIGN_LANDMARKS[0])
     if detector_name not in detectors:
         detectors[detector_name] = settings.make_detector().load()
+    if "_refiner" not in detectors:
+        refiner = settings.make_refiner()
+        detectors["_refiner"] = refiner.load() if refiner is not None else None
     det = detectors[detector_name]
     r = ConfigRun(f"{detector_name}@{fps:g}", detector_name, fps, end_s)
     t0 = time.perf_counter()
-    vf = track_video(video, det, fps=fps, tracker=settings.tracker, end=end_s, batch_size=settings.batch_size)
+    vf = track_video(video, det, fps=fps, tracker=settings.tracker, end=end_s, batch_size=settings.batch_size,
+                     refiner=detectors["_refiner"])
     t1 = time.perf_counter()
     r.t_detect = vf.detect_seconds
     r.t_decode_track = (t1 - t0) - vf.detect_seconds
@@ -189,26 +199,32 @@ def run_config(video: Path, detector_name: str, fps: float, end_s: float, utts: 
     r.frames, r.face_rows = len(vf.times), len(faces)
     r.with_face = int(faces["t"].nunique()) if len(faces) else 0
     r.tracks = int(faces.loc[faces["track_id"] >= 0, "track_id"].nunique()) if len(faces) else 0
+    r.faces = faces
     spk = SpeakerSettings()
-    warnings: list[str] = []
-    t2 = time.perf_counter()
-    rows = predict_faces(faces, video, backend, max_gap_s=spk.max_gap_s, warnings=warnings)
-    t3 = time.perf_counter()
-    res = assign_speakers(rows, utts, spk, {})
-    rows = apply_assignments(rows, res)
-    src = backend.id
-    r.utts = aggregate_utterances(utts, rows, src)
-    r.t_emotion, r.t_assign = t3 - t2, time.perf_counter() - t3
-    r.mode = res.mode
+    for k, crop_mode in enumerate(crop_modes):
+        warnings: list[str] = []
+        t2 = time.perf_counter()
+        rows = predict_faces(faces, video, backend, max_gap_s=spk.max_gap_s, warnings=warnings, crop_mode=crop_mode)
+        t3 = time.perf_counter()
+        res = assign_speakers(rows, utts, spk, {})
+        rows = apply_assignments(rows, res)
+        r.by_crop[crop_mode] = aggregate_utterances(utts, rows, backend.id)
+        r.rows_by_crop[crop_mode] = rows
+        if k == 0:
+            r.utts = r.by_crop[crop_mode]
+            r.t_emotion, r.t_assign = t3 - t2, time.perf_counter() - t3
+            r.mode = res.mode
     return r
 
 
-def compare(cfg: ConfigRun, ref: ConfigRun, voice_grid, threshold: float, max_end: float | None = None) -> dict:
-    """Per-utterance differences of cfg vs ref over utterances both cover (ending <= max_end)."""
+def compare(cfg: ConfigRun, ref: ConfigRun, voice_grid, threshold: float, max_end: float | None = None,
+            crop_mode: str | None = None) -> dict:
+    """Per-utterance differences of cfg vs ref over utterances both cover (ending <= max_end), both
+    under `crop_mode` (None: each one's default utterances)."""
     from emoguide.config import DissonanceSettings
     from emoguide.dissonance import compute_dissonance
 
-    a, b = cfg.utts, ref.utts
+    a, b = (cfg.utts, ref.utts) if crop_mode is None else (cfg.by_crop[crop_mode], ref.by_crop[crop_mode])
     keep = np.ones(len(a), bool) if max_end is None else (b["end"].to_numpy(float) <= max_end + 1e-6)
     va, vb = a["face_valence"].to_numpy(float)[keep], b["face_valence"].to_numpy(float)[keep]
     aa, ab = a["face_arousal"].to_numpy(float)[keep], b["face_arousal"].to_numpy(float)[keep]
@@ -266,6 +282,15 @@ def parse_args(argv=None):
     p.add_argument("--minutes", type=float, default=None,
                    help="--before-after: use this many minutes of the session (default: all 598.4 s)")
     p.add_argument("--stage-run", type=Path, default=None, help=argparse.SUPPRESS)  # --before-after's child
+    p.add_argument("--crop-modes", default="aligned,box",
+                   help="(b)/(c): face crops for the emotion model, compared side by side on the same detections: "
+                        "aligned (on the eyes and mouth; the default) and/or box (the square box crop, as before); "
+                        "(b) times the first")
+    p.add_argument("--align-landmarks", default="onet", choices=("onet", "detector"),
+                   help="landmarks of the aligned crops: onet (O-Net on each box, the default) | detector (its own)")
+    p.add_argument("--clips", nargs="*", type=Path, default=None,
+                   help="only the (c) comparison, paper (mtcnn@30) vs default (blazeface@5) under each crop mode, "
+                        "on each of these videos (no paths: the shared face clips); output results/faces_clips.txt")
     p.add_argument("--interpolation", action="store_true",
                    help="what detecting every N-th sampled frame (boxes interpolated) does to the values "
                         "(default: the first 120 s of the 10-minute session)")
@@ -274,24 +299,34 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    ALIGN_LANDMARKS[0] = args.align_landmarks
     if args.stage_run is not None:
         stage_run(args.stage_run)
         return 0
     if args.out is None:
-        name = "faces_interpolation.txt" if args.interpolation else "faces_engine.txt" if args.before_after else "faces.txt"
+        name = ("faces_interpolation.txt" if args.interpolation else "faces_engine.txt" if args.before_after
+                else "faces_clips.txt" if args.clips is not None else "faces.txt")
         args.out = HERE / "results" / name
     if args.before_after or args.interpolation:
         if args.video == DEFAULT_VIDEO:
             args.video = long_session_video()
         if args.interpolation and args.seconds is None:
             args.seconds = 120.0
-    if not args.video.exists():
+    if args.clips is not None:
+        args.clips = args.clips or shared_face_clips()
+        missing = [c for c in args.clips if not c.exists()]
+        if missing or not args.clips:
+            print(f"no such video: {', '.join(map(str, missing)) or 'no shared face clips found'}", file=sys.stderr)
+            return 2
+    elif not args.video.exists():
         print(f"no such video: {args.video}", file=sys.stderr)
         return 2
     args.out.parent.mkdir(parents=True, exist_ok=True)
     buf = io.StringIO()
     with redirect_stdout(Tee(sys.stdout, buf)):
-        if args.interpolation:
+        if args.clips is not None:
+            clips(args)
+        elif args.interpolation:
             interpolation(args)
         elif args.before_after:
             before_after(args)
@@ -348,7 +383,9 @@ def run(args) -> None:
           f"+ speakers + per-utterance means; models loaded before timing\n    {utt_desc}")
     runs: dict[str, ConfigRun] = {}
     t_all = time.perf_counter()
-    paper = run_config(args.video, "mtcnn", 30.0, paper_end, paper_utts if paper_end < end_s else utts, backend, detectors)
+    crop_modes = [m for m in args.crop_modes.split(",") if m]
+    paper = run_config(args.video, "mtcnn", 30.0, paper_end, paper_utts if paper_end < end_s else utts, backend,
+                       detectors, crop_modes)
     paper.label = "paper: mtcnn@30"
     runs["paper"] = paper
     configs = [("blazeface", float(r)) for r in args.rates.split(",") if r]
@@ -359,7 +396,7 @@ def run(args) -> None:
     for d, f in configs:
         key = f"{d}@{f:g}"
         if key not in runs:
-            runs[key] = run_config(args.video, d, f, end_s, utts, backend, detectors)
+            runs[key] = run_config(args.video, d, f, end_s, utts, backend, detectors, crop_modes)
     default = runs["blazeface@5"]
     default.label = "default: blazeface@5"
 
@@ -391,11 +428,14 @@ def run(args) -> None:
         grid = [(v, a) for v in (-0.5, 0.0, 0.5) for a in (-0.5, 0.0, 0.5)]
         grid_desc = "voice fixed at each of the 9 points {-0.5, 0, 0.5}^2 in turn"
     bf30 = runs.get("blazeface@30")
-    for ref, title in ((paper, "vs the paper configuration (mtcnn@30)"), (bf30, "vs blazeface@30 (sampling cost only)")):
+    crop_modes = list(paper.by_crop)
+    for crop_mode, (ref, title) in itertools.product(
+        crop_modes, ((paper, "vs the paper configuration (mtcnn@30)"), (bf30, "vs blazeface@30 (sampling cost only)"))
+    ):
         if ref is None:
             continue
         limit = paper_end if ref is paper and paper_end < end_s else None
-        print(f"(c) per-utterance face V/A (fer, circumplex approximation) {title}"
+        print(f"(c) per-utterance face V/A (fer, circumplex approximation) {title}, {_crop_desc(crop_mode)}"
               + (f"; utterances ending by {paper_end:g} s" if limit else ""))
         print(f"    |diff| over utterances both configurations cover; flag = Eq. 1 at T={args.threshold:g}, {grid_desc}")
         print(f"{'configuration':<22}{'utts':>5}{'both':>5}{'1 null':>7}{'MAE V':>8}{'max V':>8}{'MAE A':>8}{'max A':>8}"
@@ -403,24 +443,141 @@ def run(args) -> None:
         for r in runs.values():
             if r is ref:
                 continue
-            c = compare(r, ref, grid, args.threshold, limit)
+            c = compare(r, ref, grid, args.threshold, limit, crop_mode)
             share = f"{c['flag_changed']}/{c['flag_pairs']} ({100 * c['flag_changed'] / c['flag_pairs']:.1f}%)" if c["flag_pairs"] else "-"
             print(f"{r.label:<22}{c['n']:>5}{c['both']:>5}{c['only_one']:>7}{c['mae_v']:>8.3f}{c['max_v']:>8.3f}"
                   f"{c['mae_a']:>8.3f}{c['max_a']:>8.3f}{share:>15}{c['flag_null_changed']:>12}")
         print()
-    vals = paper.utts[["start", "end", "face_valence", "face_arousal", "face_n"]].copy()
-    vals["default_V"] = default.utts["face_valence"].to_numpy()[: len(vals)]
-    vals["default_A"] = default.utts["face_arousal"].to_numpy()[: len(vals)]
+    vals = paper.utts[["start", "end", "face_n"]].rename(columns={"face_n": "paper_n"}).copy()
     vals["default_n"] = default.utts["face_n"].to_numpy()[: len(vals)]
-    print("per utterance, paper (mtcnn@30) vs default (blazeface@5):")
-    print(vals.rename(columns={"face_valence": "paper_V", "face_arousal": "paper_A", "face_n": "paper_n"})
-          .to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    for crop_mode in crop_modes:
+        tag = "al" if crop_mode == "aligned" else crop_mode
+        for who, r in (("paper", paper), ("default", default)):
+            vals[f"{who}_V_{tag}"] = r.by_crop[crop_mode]["face_valence"].to_numpy()[: len(vals)]
+            vals[f"{who}_A_{tag}"] = r.by_crop[crop_mode]["face_arousal"].to_numpy()[: len(vals)]
+    print("per utterance, paper (mtcnn@30) vs default (blazeface@5), per crop mode (al: aligned, box: box crops):")
+    print(vals.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    for crop_mode in crop_modes:
+        counts = {r.label: r.rows_by_crop[crop_mode]["crop_mode"].value_counts().to_dict() for r in runs.values()}
+        print(f"crop modes per predicted row under crop_mode={crop_mode!r}: "
+              + "; ".join(f"{k} {dict(sorted(v.items()))}" for k, v in counts.items()))
     spread_v = np.nanstd(paper.utts["face_valence"].to_numpy(float))
     spread_a = np.nanstd(paper.utts["face_arousal"].to_numpy(float))
     print(f"\nfor scale: the paper configuration's per-utterance values spread with SD {spread_v:.3f} (V), "
           f"{spread_a:.3f} (A) across utterances; T = {args.threshold:g}.")
     print(f"speaker assignment modes: {', '.join(sorted({r.mode for r in runs.values()}))}")
     print(f"load average at end: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+
+
+def _crop_desc(crop_mode: str) -> str:
+    return (f"aligned crops (eyes + mouth onto the FER2013 template; landmarks: {ALIGN_LANDMARKS[0]})"
+            if crop_mode == "aligned" else "box crops (square box + 10 %, as before)")
+
+
+# --------------------------------------------------------------------------- --clips
+
+
+def shared_face_clips() -> list[Path]:
+    """The shared face videos: ../shared/data/media/*.mp4|.mov, real/mead_faces, real/talking_face."""
+    root = DEFAULT_VIDEO.parents[1]
+    out = sorted((root / "media").glob("*.mp4")) + sorted((root / "media").glob("*.mov"))
+    out += sorted((root / "real/mead_faces").glob("*.mp4")) + sorted((root / "real/talking_face").glob("*.mp4"))
+    return out
+
+
+def matched_rows(a: pd.DataFrame, b: pd.DataFrame, min_iou: float = 0.3) -> list[tuple[int, int]]:
+    """(row of a, row of b) for the same face in the same frame: equal times, box IoU >= min_iou,
+    best match first, one to one."""
+    pairs = []
+    bt = {}
+    for j, t in enumerate(np.round(b["t"].to_numpy(float), 4)):
+        bt.setdefault(t, []).append(j)
+    A, B = a[["x1", "y1", "x2", "y2"]].to_numpy(float), b[["x1", "y1", "x2", "y2"]].to_numpy(float)
+    by_t: dict = {}
+    for i, t in enumerate(np.round(a["t"].to_numpy(float), 4)):
+        by_t.setdefault(t, []).append(i)
+    for t, ii in by_t.items():
+        cand = []
+        for i in ii:
+            for j in bt.get(t, []):
+                iw = max(0.0, min(A[i, 2], B[j, 2]) - max(A[i, 0], B[j, 0]))
+                ih = max(0.0, min(A[i, 3], B[j, 3]) - max(A[i, 1], B[j, 1]))
+                inter = iw * ih
+                union = (A[i, 2] - A[i, 0]) * (A[i, 3] - A[i, 1]) + (B[j, 2] - B[j, 0]) * (B[j, 3] - B[j, 1]) - inter
+                if union > 0 and inter / union >= min_iou:
+                    cand.append((inter / union, i, j))
+        used_i, used_j = set(), set()
+        for _, i, j in sorted(cand, reverse=True):
+            if i not in used_i and j not in used_j:
+                used_i.add(i)
+                used_j.add(j)
+                pairs.append((i, j))
+    return pairs
+
+
+def clips(args) -> None:
+    """(c) only, on several clips: the paper's setup (MTCNN, every frame) vs the default (BlazeFace
+    at 5 fps), per crop mode, from the same detections; per utterance (the pseudo-utterances of
+    (c)) and, as a diagnostic free of the speaker assignment, per face row matched across the two
+    (same frame, box IoU >= 0.3)."""
+    from emoguide.media.probe import probe
+    from emoguide.vision.emotion import get_face_emotion
+
+    crop_modes = [m for m in args.crop_modes.split(",") if m]
+    backend = get_face_emotion("fer").load()
+    detectors: dict = {}
+    print("emoguide faces benchmark, (c) on the shared face clips: paper (mtcnn@30, every frame) vs default "
+          f"(blazeface@5), fer, per crop mode, from the same detections; aligned-crop landmarks: {ALIGN_LANDMARKS[0]}")
+    print(f"machine: {os.cpu_count()} CPUs, load average {', '.join(f'{x:.1f}' for x in os.getloadavg())} at start")
+    print("per utterance: consecutive 3/2/4 s pseudo-utterances (speaker B, patient; >= 1 s), |diff| over those both "
+          "cover; per face row: rows of the two runs in the same frame with box IoU >= 0.3\n")
+    head = (f"{'clip':<38}{'crop':<8}{'utts':>5}{'both':>5}{'1 null':>7}{'mean|dV|':>9}{'max':>7}{'mean|dA|':>9}"
+            f"{'max':>7}{'rows':>6}{'row|dV|':>8}{'row|dA|':>8}  modes paper / default")
+    print(head)
+    summary: dict = {m: [] for m in crop_modes}
+    t_all = time.perf_counter()
+    for clip in args.clips:
+        info = probe(clip)
+        dur = float(info.duration_s or 0.0)
+        end_s = min(dur, args.seconds) if args.seconds else dur
+        utts = pseudo_utterances(end_s)
+        if not len(utts):
+            print(f"{clip.name[:37]:<38}(shorter than 1 s: no utterance)")
+            continue
+        paper = run_config(clip, "mtcnn", 30.0, end_s, utts, backend, detectors, crop_modes)
+        default = run_config(clip, "blazeface", 5.0, end_s, utts, backend, detectors, crop_modes)
+        pairs = matched_rows(default.faces, paper.faces)
+        for crop_mode in crop_modes:
+            c = compare(default, paper, [(0.0, 0.0)], args.threshold, None, crop_mode)
+            ra, rb = default.rows_by_crop[crop_mode], paper.rows_by_crop[crop_mode]
+            dv = [abs(ra["valence"].iloc[i] - rb["valence"].iloc[j]) for i, j in pairs]
+            da = [abs(ra["arousal"].iloc[i] - rb["arousal"].iloc[j]) for i, j in pairs]
+            dv = np.array([x for x in dv if np.isfinite(x)])
+            da = np.array([x for x in da if np.isfinite(x)])
+            modes = " / ".join(
+                ",".join(f"{k} {v}" for k, v in sorted(r.rows_by_crop[crop_mode]["crop_mode"].value_counts().items()))
+                or "-" for r in (paper, default))
+            f = lambda x: f"{x:.3f}" if np.isfinite(x) else "-"  # noqa: E731
+            print(f"{clip.name[:37]:<38}{crop_mode:<8}{c['n']:>5}{c['both']:>5}{c['only_one']:>7}{f(c['mae_v']):>9}"
+                  f"{f(c['max_v']):>7}{f(c['mae_a']):>9}{f(c['max_a']):>7}{len(dv):>6}"
+                  f"{f(dv.mean() if dv.size else np.nan):>8}{f(da.mean() if da.size else np.nan):>8}  {modes}"
+                  f"  [{paper.mode}/{default.mode}]")
+            summary[crop_mode].append((clip.name, c))
+        print(f"{'':<38}(paper {paper.frames} frames, {paper.face_rows} rows, {paper.tracks} tracks; default "
+              f"{default.frames} frames, {default.face_rows} rows, {default.tracks} tracks; "
+              f"{time.perf_counter() - t_all:.0f} s so far)", flush=True)
+    print()
+    for crop_mode in crop_modes:
+        got = [(n, c) for n, c in summary[crop_mode] if c["both"]]
+        ok = [n for n, c in got if c["mae_v"] <= 0.05 and c["mae_a"] <= 0.05]
+        print(f"{crop_mode}: clips with an utterance both cover: {len(got)}; mean |dV| and |dA| <= 0.05 on {len(ok)}"
+              + (f"; not on: {', '.join(n for n, _ in got if n not in ok)}" if len(ok) < len(got) else ""))
+        if got:
+            print(f"    over all their utterances: mean |dV| "
+                  f"{np.average([c['mae_v'] for _, c in got], weights=[c['both'] for _, c in got]):.3f}, "
+                  f"mean |dA| {np.average([c['mae_a'] for _, c in got], weights=[c['both'] for _, c in got]):.3f}")
+    print(f"({time.perf_counter() - t_all:.0f} s wall; load average at end: "
+          f"{', '.join(f'{x:.1f}' for x in os.getloadavg())})")
 
 
 # --------------------------------------------------------------------------- --before-after

@@ -30,7 +30,9 @@ class FaceAffectStage(Stage[FaceAffectSettings]):
     reads = ("faces", "face_crops", "utterances", "utterances:role", "video")
     writes = ("faces:emotion", "utterances:face")
     columns: ClassVar = {"faces:emotion": OWN_COLUMNS, "utterances:face": FACE_COLUMNS}
-    version = 1  # predictions from face_crops.parquet are the decoding path's, value for value
+    # 1: predictions from face_crops.parquet are the decoding path's, value for value
+    # 2: crops aligned on the eyes and mouth (crop_mode = "aligned", default; per-row crop_mode column)
+    version = 2
     resources = Resources(cpus=1, memory_mb=600)
     packages = ("av", "fer", "ai-edge-litert", "onnxruntime")
 
@@ -123,13 +125,13 @@ class FaceAffectStage(Stage[FaceAffectSettings]):
             rows = faces.copy()
             for c in PREDICTION_COLUMNS + MOTION_COLUMNS:
                 if c not in rows.columns or n_confirmed == 0:
-                    text = c in ("label", "probs", "affect_source")
+                    text = c in ("label", "probs", "affect_source", "crop_mode")
                     rows[c] = pd.Series(pd.NA if text else np.nan, index=rows.index,
                                         dtype="string" if text else "float64")
             if n_confirmed == 0:
                 warnings.append("no confirmed face track in faces.parquet")
         else:
-            crops = _kept_crops(session, backend, s.crop_margin, len(base))
+            crops = _kept_crops(session, backend, s.crop_margin, len(base), s.crop_mode)
             if crops is not None:
                 rows = predict_from_crops(base, crops, backend, max_gap_s=spk.max_gap_s, warnings=warnings)
             else:
@@ -137,7 +139,7 @@ class FaceAffectStage(Stage[FaceAffectSettings]):
                 if video is None or not video.exists():
                     raise InputError(video or session.file("source"), "the session's video is missing: cannot crop faces")
                 rows = predict_faces(base, video, backend, crop_margin=s.crop_margin, max_gap_s=spk.max_gap_s,
-                                     warnings=warnings)
+                                     warnings=warnings, crop_mode=s.crop_mode)
             crops_used = crops is not None
         overrides = read_face_overrides(session.path)
         assigned = assign_speakers(rows, utts, spk, overrides)
@@ -160,6 +162,9 @@ class FaceAffectStage(Stage[FaceAffectSettings]):
             "cheap_key": cheap_key,
             "reused_predictions": bool(reuse),
             "crops": "face_crops.parquet" if crops_used else ("decoded" if not reuse and n_confirmed else None),
+            # per predicted row: aligned on the landmarks, or the box crop (haar, no landmarks, crop_mode="box")
+            "crop_modes": {str(k): int(v) for k, v in rows["crop_mode"].dropna().value_counts().sort_index().items()}
+            if "crop_mode" in rows.columns else {},
             "speakers": assigned.to_extra(),
             "n_face_rows": int(len(rows)),
             "n_predicted": int(rows["label"].notna().sum()) if len(rows) else 0,
@@ -174,12 +179,12 @@ class FaceAffectStage(Stage[FaceAffectSettings]):
         return res
 
 
-def _kept_crops(session: SessionView, backend, margin: float | None, n_rows: int):
-    """The faces stage's face_crops.parquet when it was kept for this backend and margin and for
-    this faces table (one crop row per face row); else None (the video is decoded instead)."""
+def _kept_crops(session: SessionView, backend, margin: float | None, n_rows: int, crop_mode: str = "aligned"):
+    """The faces stage's face_crops.parquet when it was kept for this backend, margin and crop mode
+    and for this faces table (one crop row per face row); else None (the video is decoded instead)."""
     if not session.has("face_crops"):
         return None
-    spec = backend.crop_spec(margin)
+    spec = backend.crop_spec(margin, crop_mode=crop_mode)
     if spec is None:
         return None
     from emoguide.vision.crops import read_crops

