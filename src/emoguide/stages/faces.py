@@ -109,6 +109,7 @@ class FacesStage(Stage[FaceSettings]):
             "shot_cuts": [round(c, 3) for c in result.cuts[:MAX_GAPS_LISTED]],
             "detect_seconds": round(result.detect_seconds, 3),
             "detect_fps": round(n_frames / result.detect_seconds, 2) if result.detect_seconds > 0 else None,
+            "align_seconds": round(result.align_seconds, 3),  # O-Net's landmarks (align_landmarks = "onet")
         }
         if n_frames == 0:
             res.warn("no frames decoded")

@@ -105,13 +105,14 @@ class FaceSettings(BaseModel):
     )
 
     def make_refiner(self):
-        """The `align.OnetLandmarks` for `align_landmarks = "onet"` (not loaded), else None."""
+        """The `align.OnetLandmarks` for `align_landmarks = "onet"` (not loaded), else None. It
+        runs on one torch thread (`align.ONET_THREADS`, within any worker cap): its batches are
+        too small to split, and it runs beside the decoder and the detector."""
         if self.align_landmarks != "onet":
             return None
-        from emoguide.threads import cpu_threads
         from emoguide.vision.align import OnetLandmarks
 
-        return OnetLandmarks(threads=self.threads or cpu_threads())
+        return OnetLandmarks()
 
     def crop_writer(self, path: str | Path):
         """A `vision.crops.CropWriter` for `keep_crops` at its backend's default margin and
@@ -175,6 +176,8 @@ class VideoFaces:
         self.n_tracks = 0
         self.n_reidentified = 0
         self.detect_seconds = 0.0
+        #: O-Net's landmarks (`refiner`), in the detector's worker thread beside the detector
+        self.align_seconds = 0.0
         self.decode_track_seconds = 0.0
 
     def table(self, session_id: str = "") -> pd.DataFrame:
@@ -214,20 +217,45 @@ def _overlap(overlap: bool | None) -> bool:
     return (cap is None or cap >= 2) and (os.cpu_count() or 1) >= 2
 
 
-def _detect_batches(frames, detector: FaceDetector, batch_size: int, out: VideoFaces, overlap: bool):
-    """(batch, detections) in frame order; with `overlap`, batch k is detected in a worker
-    thread while the caller consumes batch k - 1 and the next batch is decoded."""
+def _refine_batch(refiner: Any, images: list[np.ndarray], results: list[list]) -> list[list] | None:
+    """Per frame, per detection: O-Net's five points (`align.OnetLandmarks.refine`, one batched
+    forward per pass over the whole batch) for the detections that have landmarks, None for the
+    others (detectors without landmarks, e.g. haar, keep the box path); None without a refiner."""
+    if refiner is None:
+        return None
+    idx = [[k for k, d in enumerate(dets) if d.landmarks is not None] for dets in results]
+    got = refiner.refine(images, [[dets[k].box for k in ks] for dets, ks in zip(results, idx)])
+    out: list[list] = []
+    for dets, ks, pts in zip(results, idx, got):
+        row: list = [None] * len(dets)
+        for k, p in zip(ks, pts):
+            row[k] = p
+        out.append(row)
+    return out
+
+
+def _detect_batches(frames, detector: FaceDetector, batch_size: int, out: VideoFaces, overlap: bool, refiner: Any = None):
+    """(batch, detections, O-Net points or None) in frame order; with `overlap`, batch k is
+    detected (and its landmarks read, `_refine_batch`) in a worker thread while the caller
+    consumes batch k - 1 and the next batch is decoded."""
 
     def detect(batch):
         td = time.perf_counter()
-        res = detector.detect_batch([f.image for f in batch])
-        return res, time.perf_counter() - td
+        images = [f.image for f in batch]
+        res = detector.detect_batch(images)
+        ta = time.perf_counter()
+        refined = _refine_batch(refiner, images, res)
+        return res, refined, ta - td, time.perf_counter() - ta
+
+    def account(got):
+        res, refined, sec, asec = got
+        out.detect_seconds += sec
+        out.align_seconds += asec
+        return res, refined
 
     if not overlap:
         for batch in iter_batches(frames, batch_size):
-            res, sec = detect(batch)
-            out.detect_seconds += sec
-            yield batch, res
+            yield (batch, *account(detect(batch)))
         return
     from concurrent.futures import ThreadPoolExecutor
 
@@ -236,14 +264,10 @@ def _detect_batches(frames, detector: FaceDetector, batch_size: int, out: VideoF
         for batch in iter_batches(frames, batch_size):
             fut = pool.submit(detect, batch)
             if pending is not None:
-                res, sec = pending[1].result()
-                out.detect_seconds += sec
-                yield pending[0], res
+                yield (pending[0], *account(pending[1].result()))
             pending = (batch, fut)
         if pending is not None:
-            res, sec = pending[1].result()
-            out.detect_seconds += sec
-            yield pending[0], res
+            yield (pending[0], *account(pending[1].result()))
 
 
 def track_video(
@@ -273,6 +297,8 @@ def track_video(
     `refiner`: an `align.OnetLandmarks` (`FaceSettings.make_refiner`): each detection that has
     landmarks also gets O-Net's five points from its box (`align_landmarks`), which the aligned
     crops are cut from; None: `align_landmarks` null (aligned crops use the detector's points).
+    It runs right after the detector on the same batch of frames (in the worker thread with
+    `overlap`), one batched forward per pass; its time is `result.align_seconds`.
 
     Raises `InputError` for a file that cannot be opened or has no video stream. Corrupt data
     later on ends decoding with a warning in `result.warnings`.
@@ -288,17 +314,13 @@ def track_video(
     keys: list[int] = []  # per row: internal track key, resolved to the final id at the end
     frames = iter_frames_sparse(path, fps, start, end, warnings=out.warnings)
     t0 = time.perf_counter()
-    for batch, results in _detect_batches(frames, detector, batch_size, out, _overlap(overlap)):
-        for frame, dets in zip(batch, results):
+    for batch, results, refined_batch in _detect_batches(frames, detector, batch_size, out, _overlap(overlap), refiner):
+        for n, (frame, dets) in enumerate(zip(batch, results)):
             h, w = frame.image.shape[:2]
             out.frame_size = (w, h)
             out.times.append(frame.t)
-            assigned = tracker.update(frame.t, dets, frame.image)
-            refined: list = [None] * len(assigned)
-            if refiner is not None:  # detectors without landmarks (haar) keep the box path
-                idx = [k for k, a in enumerate(assigned) if a.detection.landmarks is not None]
-                for k, pts in zip(idx, refiner(frame.image, [assigned[k].detection.box for k in idx])):
-                    refined[k] = pts
+            assigned = tracker.update(frame.t, dets, frame.image)  # one Assignment per detection, in order
+            refined = refined_batch[n] if refined_batch is not None else [None] * len(assigned)
             for a, ref in zip(assigned, refined):
                 d = a.detection
                 lms = None if d.landmarks is None else json.dumps([[round(x, 2), round(y, 2)] for x, y in d.landmarks])
@@ -331,7 +353,7 @@ def track_video(
     tracker.finish()
     for row, key in zip(out.rows, keys):
         row["track_id"] = tracker.resolve(key)
-    out.decode_track_seconds = max(0.0, time.perf_counter() - t0 - out.detect_seconds)
+    out.decode_track_seconds = max(0.0, time.perf_counter() - t0 - out.detect_seconds - out.align_seconds)
     out.cuts = list(tracker.stats.cuts)
     out.n_tracks = tracker.n_ids
     out.n_reidentified = tracker.stats.reidentified
