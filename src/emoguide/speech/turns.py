@@ -3,7 +3,9 @@
 Each word goes to the diarization segment it overlaps most in time (ties, and words that overlap
 no segment, go to the nearest segment by midpoint), so a turn boundary falls between words, not
 between ASR segments. Consecutive words of one speaker form an utterance, split where the pause
-between two words is longer than `max_pause_s`. Speakers are renamed A, B, ... in order of first
+between two words is longer than `max_pause_s`, and after a sentence end (. ? !) followed by a
+pause of at least `sentence_pause_s`; an utterance already longer than `long_utterance_s` is also
+cut at its next sentence end, pause or not. Speakers are renamed A, B, ... in order of first
 speech.
 """
 
@@ -19,6 +21,11 @@ from emoguide.speech.asr import Word, words_to_frame
 from emoguide.speech.diarize import Segment, segments_to_frame
 
 UTTERANCE_COLUMNS = ["index", "start", "end", "speaker", "text", "asr_confidence", "n_words"]
+
+#: A sentence end followed by at least this pause (s) ends an utterance.
+SENTENCE_PAUSE_S = 0.3
+#: An utterance longer than this (s) ends at its next sentence end, pause or not.
+LONG_UTTERANCE_S = 20.0
 
 _SPACE_BEFORE = re.compile(r"\s+([,.;:!?%)\]}»”’…])")
 _SPACE_AFTER = re.compile(r"([(\[{«“])\s+")
@@ -130,8 +137,14 @@ def words_to_utterances(
     words: Sequence[Word] | pd.DataFrame,
     segments: Sequence[Segment] | pd.DataFrame,
     max_pause_s: float = 1.5,
+    sentence_pause_s: float = SENTENCE_PAUSE_S,
+    long_utterance_s: float = LONG_UTTERANCE_S,
 ) -> pd.DataFrame:
     """Speaker turns from words and diarization segments.
+
+    A new utterance starts where the speaker changes, after a pause longer than `max_pause_s`,
+    after a sentence end followed by a pause of at least `sentence_pause_s`, and at a sentence
+    end once the utterance is longer than `long_utterance_s`.
 
     Columns: index, start, end, speaker (A, B, ... by order of first speech), text,
     asr_confidence (mean word probability), n_words.
@@ -150,7 +163,18 @@ def words_to_utterances(
     prev_end = np.maximum.accumulate(ends)
     new = np.ones(len(w), dtype=bool)
     if len(w) > 1:
-        new[1:] = (spk[1:] != spk[:-1]) | (starts[1:] - prev_end[:-1] > max_pause_s)
+        from emoguide.speech.speakers import ends_sentence
+
+        gap = starts[1:] - prev_end[:-1]
+        sent = np.array([ends_sentence(t) for t in w["text"].astype(str).tolist()[:-1]], dtype=bool)
+        new[1:] = (spk[1:] != spk[:-1]) | (gap > max_pause_s) | (sent & (gap >= sentence_pause_s))
+        t0 = starts[0]
+        for i in range(1, len(w)):  # long run-on stretches: cut at the next sentence end
+            if new[i]:
+                t0 = starts[i]
+            elif sent[i - 1] and prev_end[i - 1] - t0 > long_utterance_s:
+                new[i] = True
+                t0 = starts[i]
     group = np.cumsum(new) - 1
     w = w.assign(_g=group, _spk=spk, end=ends)
     rows = []

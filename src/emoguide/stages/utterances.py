@@ -1,7 +1,8 @@
 """Stage `utterances`: speaker turns from the words and the speaker segments (docs/transcribe.md).
 
 Reads `words.parquet` (asr) and `diarization.parquet` (diarize) and writes the session's base
-utterance table: one row per turn, role "unknown" (the roles stage names therapist and patient),
+utterance table: one row per turn (cut at speaker changes, at sentence ends followed by a pause,
+and at long pauses; see `emoguide.speech.turns`), role "unknown" (the roles stage names therapist and patient),
 every schema column, plus `n_words`. Its key of `[transcribe]` is `max_pause_s`. A session whose
 utterance table was imported from a transcript file keeps it (not applicable).
 """
@@ -34,7 +35,7 @@ class UtterancesStage(Stage[UtterancesSettings]):
     Settings = UtterancesSettings
     reads = ("words", "diarization")
     writes = ("utterances",)
-    version = 1
+    version = 2  # 2: sentence-end splits (turns version 2)
     resources = Resources(cpus=1, memory_mb=300)
 
     @classmethod
