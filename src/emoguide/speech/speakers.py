@@ -57,6 +57,9 @@ SPLIT_SILHOUETTE = 0.30
 SPLIT_MIN_SHARE = 0.10
 #: Two-speaker check: least number of embedded pieces.
 SPLIT_MIN_PIECES = 6
+#: A short piece with no sentence end ("Okay," then a pause) this close (s) before a piece of
+#: another speaker opens that piece's sentence: it takes its speaker.
+LEAD_IN_GAP_S = 1.0
 #: Two voices found: the sentence-level clustering replaces the diarizer's when its silhouette is
 #: higher by this much (the diarizer's clusters mix the voices).
 RECLUSTER_GAIN = 0.10
@@ -407,7 +410,16 @@ def refine_speakers(
         for q in final:
             if q.speaker is None:
                 q.speaker = min(decided, key=lambda r: max(r.start - q.end, q.start - r.end, 0.0)).speaker
-    decision.update(n_pieces=len(final), n_embedded=int(sum(q.embedding is not None for q in final)),
+    # Lead-ins: a piece too short to embed that does not end a sentence, followed closely by a
+    # piece of another speaker, opens that speaker's sentence (the diarizer's change point lags
+    # behind the voice change, so it gave the lead-in to the previous speaker).
+    lead_ins = 0
+    for q, nxt in reversed(list(zip(final, final[1:]))):  # backwards: "Okay, so," both lead in
+        if (q.embedding is None and nxt.speaker != q.speaker and not ends_sentence(_texts[q.hi])
+                and nxt.start - q.end <= LEAD_IN_GAP_S):
+            q.speaker = nxt.speaker
+            lead_ins += 1
+    decision.update(n_pieces=len(final), lead_ins=lead_ins, n_embedded=int(sum(q.embedding is not None for q in final)),
                     overridden=overridden, split_inside=splits, recovered_two=recovered, reclustered=reclustered)
     word_spk = [""] * len(w)
     for q in final:

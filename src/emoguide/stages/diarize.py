@@ -112,6 +112,8 @@ class DiarizeStage(Stage[DiarizeSettings]):
             segments = ref.segments
             notes.extend(ref.notes)
             res.extra["speakers"] = ref.decision
+            if getattr(backend, "embed_stats", None):  # sentence embeddings reused from the diarizer's windows / computed
+                res.extra["speakers"]["embeddings"] = dict(backend.embed_stats)
         elif segments and backend.name != "none":
             res.extra["speakers"] = {"method": "diarizer segments", "reason": "no words.parquet (run asr first)"}
         res.extra.update({"n_speakers": len({s.speaker for s in segments}), "n_segments": len(segments)})
