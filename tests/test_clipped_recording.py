@@ -48,7 +48,12 @@ def test_clipped_dialogue_is_warned_and_keeps_its_last_utterance(tmp_path):
     assert res.exit_code == 0, res.output
 
     utt = {s: pd.read_parquet(corpus / "sessions" / s / "utterances.parquet") for s in ("clean", "clipped")}
-    assert len(utt["clipped"]) == len(utt["clean"]) >= 4
+    # Utterances end at sentence ends, where Whisper's punctuation of the two copies may differ:
+    # compare the speaker turns (runs of one speaker) and the words instead.
+    turns = {s: int((df["speaker"] != df["speaker"].shift()).sum()) for s, df in utt.items()}
+    assert turns["clipped"] == turns["clean"] >= 4, turns
+    words = {s: int(df["n_words"].sum()) for s, df in utt.items()}
+    assert abs(words["clipped"] - words["clean"]) <= 0.1 * words["clean"], words
     last_start = float(truth["start"].iloc[-1])
     for s, df in utt.items():  # the last turn (the client's question) is there, in time and words
         assert float(df["end"].max()) >= float(truth["end"].iloc[-1]) - 0.5, (s, df[["start", "end"]])
