@@ -247,6 +247,18 @@ def test_utterances_split_at_sentence_end_and_pause_and_long_run_ons():
     df2 = words_to_utterances(run, segs)
     assert len(df2) >= 2 and (df2["end"] - df2["start"]).max() <= 22.0
     assert all(t.endswith(".") for t in df2["text"])
+    # A sentence cut never leaves a piece under 0.5 s ("Really." with a zero-length timing): it
+    # joins the previous utterance of its speaker; a short turn of another speaker stays alone.
+    w3 = [Word(0.0, 0.4, "I'm", 0.9), Word(0.45, 1.0, "fine.", 0.9), Word(1.5, 1.5, "Really.", 0.9),
+          Word(2.0, 2.4, "It's", 0.9), Word(2.45, 3.0, "busy.", 0.9), Word(3.6, 3.9, "Yes.", 0.9),
+          Word(4.5, 5.0, "Next", 0.9), Word(5.05, 5.6, "one.", 0.9)]
+    two = [Segment("X", 0.0, 3.2), Segment("Y", 3.4, 4.1), Segment("X", 4.3, 6.0)]
+    df3 = words_to_utterances(w3, two)
+    assert df3["text"].tolist() == ["I'm fine. Really.", "It's busy.", "Yes.", "Next one."]
+    assert df3["speaker"].tolist() == ["A", "A", "B", "A"]
+    # The first piece of a turn, too short, joins the next piece of the same speaker instead.
+    w4 = [Word(0.0, 0.2, "Okay.", 0.9), Word(0.6, 1.0, "So", 0.9), Word(1.05, 1.6, "then.", 0.9)]
+    assert words_to_utterances(w4, [Segment("X", 0.0, 2.0)])["text"].tolist() == ["Okay. So then."]
 
 
 class EmbeddingFakeDiarizer(DiarizationBackend):

@@ -28,7 +28,7 @@ from emoguide.speech.diarize import DiarizationBackend, make_diarizer, segments_
 from emoguide.speech.turns import words_to_utterances
 
 #: Bump when words_to_utterances changes behaviour, so old utterance tables are rebuilt.
-TURNS_VERSION = 2  # 2: utterances also end at a sentence end followed by a pause
+TURNS_VERSION = 3  # 2: utterances also end at a sentence end followed by a pause; 3: never a sentence piece under 0.5 s
 
 
 def make_asr_backend(settings: Any) -> ASRBackend:

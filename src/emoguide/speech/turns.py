@@ -26,6 +26,9 @@ UTTERANCE_COLUMNS = ["index", "start", "end", "speaker", "text", "asr_confidence
 SENTENCE_PAUSE_S = 0.3
 #: An utterance longer than this (s) ends at its next sentence end, pause or not.
 LONG_UTTERANCE_S = 20.0
+#: A sentence cut never leaves an utterance shorter than this (s): it joins its neighbour of the
+#: same speaker (two face frames at the default 5 fps, and enough audio for the voice model).
+MIN_SENTENCE_UTTERANCE_S = 0.5
 
 _SPACE_BEFORE = re.compile(r"\s+([,.;:!?%)\]}»”’…])")
 _SPACE_AFTER = re.compile(r"([(\[{«“])\s+")
@@ -139,12 +142,14 @@ def words_to_utterances(
     max_pause_s: float = 1.5,
     sentence_pause_s: float = SENTENCE_PAUSE_S,
     long_utterance_s: float = LONG_UTTERANCE_S,
+    min_sentence_utterance_s: float = MIN_SENTENCE_UTTERANCE_S,
 ) -> pd.DataFrame:
     """Speaker turns from words and diarization segments.
 
     A new utterance starts where the speaker changes, after a pause longer than `max_pause_s`,
     after a sentence end followed by a pause of at least `sentence_pause_s`, and at a sentence
-    end once the utterance is longer than `long_utterance_s`.
+    end once the utterance is longer than `long_utterance_s`; a sentence cut that would leave a
+    piece shorter than `min_sentence_utterance_s` is not made.
 
     Columns: index, start, end, speaker (A, B, ... by order of first speech), text,
     asr_confidence (mean word probability), n_words.
@@ -175,6 +180,23 @@ def words_to_utterances(
             elif sent[i - 1] and prev_end[i - 1] - t0 > long_utterance_s:
                 new[i] = True
                 t0 = starts[i]
+        # A sentence cut that leaves a piece shorter than `min_sentence_utterance_s` ("Really."
+        # with a zero-length Whisper timing) undoes itself: the piece joins its neighbour of
+        # the same speaker (the previous one, else the next). Such a piece holds no face frame
+        # and too little audio for the voice model; speaker changes and long pauses still cut.
+        hard = np.zeros(len(w), dtype=bool)
+        hard[0] = True
+        hard[1:] = (spk[1:] != spk[:-1]) | (gap > max_pause_s)
+        firsts = list(np.flatnonzero(new)) + [len(w)]
+        for a, b in zip(firsts[:-1], firsts[1:]):
+            if not new[a]:  # already joined to its previous piece
+                continue
+            if float(prev_end[b - 1] - starts[a]) >= min_sentence_utterance_s:
+                continue
+            if not hard[a]:
+                new[a] = False
+            elif b < len(w) and not hard[b]:
+                new[b] = False
     group = np.cumsum(new) - 1
     w = w.assign(_g=group, _spk=spk, end=ends)
     rows = []

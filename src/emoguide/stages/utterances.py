@@ -35,7 +35,7 @@ class UtterancesStage(Stage[UtterancesSettings]):
     Settings = UtterancesSettings
     reads = ("words", "diarization")
     writes = ("utterances",)
-    version = 2  # 2: sentence-end splits (turns version 2)
+    version = 3  # 2: sentence-end splits (turns version 2); 3: no sentence piece under 0.5 s
     resources = Resources(cpus=1, memory_mb=300)
 
     @classmethod
